@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Make sure a Docker engine answers. Start dockerd in the background when none runs, and remember
+# that we did (docker-down.sh stops only an engine this harness started).
+source "$(dirname "$0")/lib.sh"
+need_cmd docker "apt-get install docker.io"
+
+if docker info >/dev/null 2>&1; then exit 0; fi
+need_cmd dockerd "apt-get install docker.io"
+[ "$(id -u)" -eq 0 ] || die "no Docker engine answers and starting one needs root"
+need_disk 4000 /var/lib/docker
+
+log="$GR_STATE/dockerd.log"
+say "starting dockerd (log: $log)"
+nohup dockerd >"$log" 2>&1 &
+echo $! > "$GR_STATE/dockerd.pid"
+for _ in $(seq 1 60); do
+  docker info >/dev/null 2>&1 && exit 0
+  kill -0 "$(cat "$GR_STATE/dockerd.pid")" 2>/dev/null || break
+  sleep 0.5
+done
+tail -n 5 "$log" >&2 || true
+rm -f "$GR_STATE/dockerd.pid"
+die "dockerd did not start within 30 s (see $log)"
