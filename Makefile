@@ -3,6 +3,10 @@ SHELL := /bin/bash
 H := tests/harness
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# The lab's vault password, made by `make lab-up` (staging/production use their own vault ids).
+ifneq ($(wildcard .lab/vault-pass),)
+export ANSIBLE_VAULT_PASSWORD_FILE := $(CURDIR)/.lab/vault-pass
+endif
 
 .PHONY: help demo test test-fast venv deps docker image lab-up lab-down lab-status lint sanity \
         unit integration molecule build bench clean

@@ -31,7 +31,7 @@ up() {
         --label gradual.lab=1 "${run_opts[@]}" "$GR_IMAGE:latest" /lib/systemd/systemd >/dev/null \
         || { down; die "cannot start container gr-lab-$h"; }
     fi
-    docker exec "gr-lab-$h" sh -c 'mkdir -p -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys' < "$KEY.pub"
+    docker exec -i "gr-lab-$h" sh -c 'mkdir -p -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys' < "$KEY.pub"
   done
   for h in "${!HOSTS[@]}"; do
     for _ in $(seq 1 60); do
@@ -41,7 +41,31 @@ up() {
     done
     die "lab host $h (${HOSTS[$h]}) does not answer over SSH"
   done
+  secrets
   say "lab up: ${!HOSTS[*]}"
+}
+
+# Random values for every name in inventories/lab/secrets.keys that has none yet, kept in a
+# vault-encrypted group_vars file. Existing values are kept so a running lab stays consistent.
+secrets() {
+  local pass=.lab/vault-pass vault=inventories/lab/group_vars/all/vault.yml plain
+  [ -f "$pass" ] || (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=' > "$pass")
+  chmod 600 "$pass"
+  plain=$(umask 077 && mktemp)
+  if [ -f "$vault" ]; then
+    ansible-vault view --vault-password-file "$pass" "$vault" > "$plain" \
+      || { rm -f "$plain"; die "cannot decrypt $vault with $pass (remove both to regenerate)"; }
+  else
+    echo "---" > "$plain"
+  fi
+  local key
+  while read -r key; do
+    case "$key" in ''|'#'*) continue ;; esac
+    grep -q "^$key:" "$plain" || printf '%s: "%s"\n' "$key" "$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" >> "$plain"
+  done < inventories/lab/secrets.keys
+  (umask 077 && ansible-vault encrypt --vault-password-file "$pass" --output "$vault" "$plain" >/dev/null)
+  rm -f "$plain"
+  chmod 600 "$vault"
 }
 
 down() {
