@@ -1,0 +1,334 @@
+#!/usr/bin/python
+# Copyright: gradual.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Rollout state kept in PostgreSQL so the next run (a laptop, an AWX schedule) resumes."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: rollout_state
+short_description: Record and read the state of a staged rollout in PostgreSQL
+version_added: "0.1.0"
+description:
+  - Keeps one row per attempt of a rollout stage in C(<schema>.rollout_state) (schema C(gradual) by
+    default) - stage, status, start, progress and finish times, batches done, gate figures, the
+    reason of a failure or rollback, the actor and the AWX job id - so that the next run resumes.
+  - O(operation=read) returns every row of a plan and the latest row per stage. It reads even in
+    check mode and returns nothing (no failure) when the schema does not exist yet.
+  - O(operation=start) resumes the stage's row left C(running) by an interrupted run, or inserts a
+    new one. O(operation=progress) records a finished batch. O(operation=finish) closes the row as
+    C(passed), C(failed) or C(rolled_back).
+  - Every write returns C(rollout_event), which the C(gradual.rollout.rollout_notify) callback posts
+    to a webhook and appends to an audit file.
+extends_documentation_fragment:
+  - community.postgresql.postgres
+  - gradual.rollout.postgres
+options:
+  operation:
+    description: What to do.
+    type: str
+    choices: [read, start, progress, finish, ensure_schema]
+    default: read
+  plan:
+    description: Name of the rollout plan; rows of different plans never mix.
+    type: str
+    required: true
+  stage:
+    description: Stage name. Required for O(operation=start).
+    type: str
+  run_id:
+    description: Row id returned by O(operation=start). Required for O(operation=progress) and O(operation=finish).
+    type: int
+  status:
+    description: Final status for O(operation=finish).
+    type: str
+    choices: [passed, failed, rolled_back]
+  reason:
+    description: Why the stage ended as it did (the failed task and its message for a rollback).
+    type: str
+  figures:
+    description: Gate results (gate name -> figures), merged into the row's figures.
+    type: dict
+  hosts:
+    description: Hosts finished by this batch (O(operation=progress)); added to the row's list.
+    type: list
+    elements: str
+  batch:
+    description: Number of the batch just finished (O(operation=progress)).
+    type: int
+  actor:
+    description: Who runs the rollout (user name, AWX user).
+    type: str
+  awx_job_id:
+    description: The AWX / automation controller job id when run from AWX.
+    type: str
+  schema:
+    description: Schema holding the state table; created when missing.
+    type: str
+    default: gradual
+attributes:
+  check_mode:
+    support: full
+    details: Reads are real; writes are reported as they would happen and not made.
+notes:
+  - The table is C(<schema>.rollout_state); a status check constraint keeps values honest.
+author: gradual.rollout contributors
+"""
+
+EXAMPLES = r"""
+- name: Read the state of the plan
+  gradual.rollout.rollout_state:
+    db: goalgpt
+    plan: post-p1
+  register: state
+
+- name: Record the start of a stage
+  gradual.rollout.rollout_state:
+    db: goalgpt
+    plan: post-p1
+    operation: start
+    stage: w1d4_daily_rewards
+    actor: "{{ awx_user_name | default('ops') }}"
+    awx_job_id: "{{ awx_job_id | default(omit) }}"
+  register: run
+
+- name: Record a rollback with its reason
+  gradual.rollout.rollout_state:
+    db: goalgpt
+    plan: post-p1
+    operation: finish
+    run_id: "{{ run.run.id }}"
+    status: rolled_back
+    reason: "gate pool failed: utilization 93% > 50%"
+"""
+
+RETURN = r"""
+rows:
+  description: Every row of the plan, oldest first (O(operation=read)).
+  returned: always
+  type: list
+  elements: dict
+latest:
+  description: Latest row per stage name.
+  returned: always
+  type: dict
+run:
+  description: The row written or that would be written.
+  returned: when operation is start, progress or finish
+  type: dict
+resumed:
+  description: True when O(operation=start) picked up a row left C(running) by an interrupted run.
+  returned: when operation is start
+  type: bool
+rollout_event:
+  description: Summary for notifications (plan, stage, event, status, reason, figures, actor).
+  returned: when operation is start, progress or finish
+  type: dict
+executed_queries:
+  description: Statements sent to the server (parameters not expanded).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import json
+from datetime import datetime
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.gradual.rollout.plugins.module_utils.pg import pg_argument_spec, pg_connect
+
+try:
+    import psycopg2
+    from psycopg2 import sql
+except ImportError:  # reported by pg_connect
+    psycopg2 = None
+    sql = None
+
+COLUMNS = ("id", "plan", "stage", "status", "started_at", "updated_at", "finished_at", "batches_done",
+           "hosts_done", "figures", "reason", "actor", "awx_job_id")
+
+
+def ddl(schema: str) -> list:
+    ident = sql.Identifier(schema)
+    return [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident),
+        sql.SQL("""CREATE TABLE IF NOT EXISTS {}.rollout_state (
+            id bigserial PRIMARY KEY,
+            plan text NOT NULL,
+            stage text NOT NULL,
+            status text NOT NULL CHECK (status IN ('running', 'passed', 'failed', 'rolled_back')),
+            started_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            finished_at timestamptz,
+            batches_done integer NOT NULL DEFAULT 0,
+            hosts_done jsonb NOT NULL DEFAULT '[]'::jsonb,
+            figures jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+            reason text,
+            actor text,
+            awx_job_id text)""").format(ident),
+        sql.SQL("CREATE INDEX IF NOT EXISTS rollout_state_plan_stage_idx ON {}.rollout_state (plan, stage, id)")
+        .format(ident),
+    ]
+
+
+def _row(record) -> dict:
+    row = dict(zip(COLUMNS, record))
+    for key in ("started_at", "updated_at", "finished_at"):
+        if isinstance(row[key], datetime):
+            row[key] = row[key].isoformat()
+    return row
+
+
+class State:
+    def __init__(self, module, conn):
+        self.module = module
+        self.conn = conn
+        self.schema = module.params["schema"]
+        self.queries = []
+        self.table = sql.SQL("{}.rollout_state").format(sql.Identifier(self.schema))
+
+    def execute(self, cur, query, args=None):
+        self.queries.append(query.as_string(self.conn))
+        cur.execute(query, args)
+
+    def exists(self) -> bool:
+        with self.conn.cursor() as cur:
+            self.execute(cur, sql.SQL("SELECT to_regclass(%s) IS NOT NULL"),
+                         ("%s.rollout_state" % sql.Identifier(self.schema).as_string(self.conn),))
+            return bool(cur.fetchone()[0])
+
+    def ensure(self) -> bool:
+        if self.exists():
+            return False
+        if not self.module.check_mode:
+            with self.conn.cursor() as cur:
+                for query in ddl(self.schema):
+                    self.execute(cur, query)
+        return True
+
+    def select(self, where: str, args: tuple) -> list:
+        with self.conn.cursor() as cur:
+            self.execute(cur, sql.SQL("SELECT {} FROM {} WHERE " + where + " ORDER BY id").format(
+                sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), self.table), args)
+            return [_row(r) for r in cur.fetchall()]
+
+    def read(self, plan: str) -> list:
+        if not self.exists():
+            return []
+        return self.select("plan = %s", (plan,))
+
+    def get(self, plan: str, run_id: int) -> dict:
+        rows = self.select("plan = %s AND id = %s", (plan, run_id)) if self.exists() else []
+        if not rows:
+            self.module.fail_json(msg="run_id %s of plan %r is not in %s.rollout_state; pass the id "
+                                  "returned by operation=start" % (run_id, plan, self.schema))
+        return rows[0]
+
+    def write(self, query, args) -> dict:
+        with self.conn.cursor() as cur:
+            self.execute(cur, sql.SQL(query).format(
+                table=self.table, cols=sql.SQL(", ").join(map(sql.Identifier, COLUMNS))), args)
+            return _row(cur.fetchone())
+
+
+def main():
+    argument_spec = pg_argument_spec()
+    argument_spec.update(
+        operation=dict(type="str", default="read", choices=["read", "start", "progress", "finish", "ensure_schema"]),
+        plan=dict(type="str", required=True),
+        stage=dict(type="str"),
+        run_id=dict(type="int"),
+        status=dict(type="str", choices=["passed", "failed", "rolled_back"]),
+        reason=dict(type="str"),
+        figures=dict(type="dict"),
+        hosts=dict(type="list", elements="str"),
+        batch=dict(type="int"),
+        actor=dict(type="str"),
+        awx_job_id=dict(type="str"),
+        schema=dict(type="str", default="gradual"),
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        required_if=[
+            ("operation", "start", ["stage"]),
+            ("operation", "progress", ["run_id"]),
+            ("operation", "finish", ["run_id", "status"]),
+        ],
+    )
+    p = module.params
+    conn = pg_connect(module, autocommit=False)
+    state = State(module, conn)
+    result = dict(changed=False, rows=[], latest={}, executed_queries=state.queries)
+    op = p["operation"]
+    try:
+        if op in ("ensure_schema", "start", "progress", "finish"):
+            result["changed"] = state.ensure()
+        now = datetime.now().astimezone().isoformat()
+        event = None
+        if op == "start":
+            running = [r for r in state.read(p["plan"]) if r["stage"] == p["stage"] and r["status"] == "running"]
+            result["resumed"] = bool(running)
+            if module.check_mode:
+                run = running[-1] if running else dict(id=None, plan=p["plan"], stage=p["stage"], status="running",
+                                                       started_at=now, batches_done=0, hosts_done=[], figures={})
+            elif running:
+                run = state.write("UPDATE {table} SET updated_at = now(), actor = coalesce(%s, actor), "
+                                  "awx_job_id = coalesce(%s, awx_job_id) WHERE id = %s RETURNING {cols}",
+                                  (p["actor"], p["awx_job_id"], running[-1]["id"]))
+            else:
+                run = state.write("INSERT INTO {table} (plan, stage, status, actor, awx_job_id) "
+                                  "VALUES (%s, %s, 'running', %s, %s) RETURNING {cols}",
+                                  (p["plan"], p["stage"], p["actor"], p["awx_job_id"]))
+            result["changed"] = True
+            result["run"] = run
+            event = dict(event="resume" if running else "start")
+        elif op in ("progress", "finish"):
+            current = state.get(p["plan"], p["run_id"]) if state.exists() else None
+            if current is None:
+                # check mode on a database that has no state yet: nothing to update
+                run = dict(id=p["run_id"], plan=p["plan"], stage=p["stage"])
+            elif module.check_mode:
+                run = dict(current)
+            elif op == "progress":
+                run = state.write(
+                    "UPDATE {table} SET updated_at = now(), batches_done = greatest(batches_done, %s), "
+                    "hosts_done = (SELECT coalesce(jsonb_agg(DISTINCT h), '[]'::jsonb) FROM jsonb_array_elements("
+                    "hosts_done || %s::jsonb) AS h), figures = figures || %s::jsonb "
+                    "WHERE id = %s RETURNING {cols}",
+                    (p["batch"] if p["batch"] is not None else current["batches_done"],
+                     json.dumps(p["hosts"] or []), json.dumps(p["figures"] or {}), p["run_id"]))
+            else:
+                run = state.write(
+                    "UPDATE {table} SET updated_at = now(), finished_at = now(), status = %s, "
+                    "reason = coalesce(%s, reason), figures = figures || %s::jsonb "
+                    "WHERE id = %s RETURNING {cols}",
+                    (p["status"], p["reason"], json.dumps(p["figures"] or {}), p["run_id"]))
+            result["changed"] = True
+            result["run"] = run
+            event = dict(event="batch" if op == "progress" else p["status"])
+        if event is not None:
+            run = result["run"]
+            event.update(plan=p["plan"], stage=run.get("stage") or p["stage"], status=run.get("status"),
+                         run_id=run.get("id"), reason=p["reason"], batch=p["batch"], hosts=p["hosts"],
+                         figures=p["figures"] or {}, actor=p["actor"], awx_job_id=p["awx_job_id"],
+                         check_mode=module.check_mode, at=now)
+            result["rollout_event"] = event
+        if module.check_mode:
+            conn.rollback()
+        else:
+            conn.commit()
+        rows = state.read(p["plan"])
+        result["rows"] = rows
+        result["latest"] = {r["stage"]: r for r in rows}
+    except psycopg2.Error as exc:
+        conn.rollback()
+        module.fail_json(msg="rollout_state %s on plan %r failed: %s" % (op, p["plan"], to_native(exc).strip()),
+                         executed_queries=state.queries)
+    finally:
+        conn.close()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
