@@ -3,6 +3,7 @@
 # made by debootstrap from this machine's own Debian mirror and trusting this machine's CA bundle.
 # The tag carries a content hash of everything that goes into the image, so an unchanged image is
 # reused in seconds. The image is tagged only once complete: a failed build leaves no tag behind.
+# shellcheck source=tests/harness/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 SUITE=bookworm
@@ -52,7 +53,9 @@ root="$work/root"
 install -m 0644 "$CA_BUNDLE" "$root/usr/local/share/ca-certificates/gradual-host-bundle.crt"
 install -m 0644 "$CA_BUNDLE" "$root/etc/ssl/certs/ca-certificates.crt"
 # Same archive layout as the machine: main, updates and security.
-cp /etc/apt/sources.list.d/*.sources "$root/etc/apt/sources.list.d/" 2>/dev/null && : > "$root/etc/apt/sources.list" || true
+if cp /etc/apt/sources.list.d/*.sources "$root/etc/apt/sources.list.d/" 2>/dev/null; then
+  : > "$root/etc/apt/sources.list"
+fi
 printf 'Acquire::Check-Valid-Until "false";\nAPT::Install-Recommends "false";\n' \
   > "$root/etc/apt/apt.conf.d/90gradual"
 # Each container gets its own identity: machine-id and sshd host keys are made at first boot.

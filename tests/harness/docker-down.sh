@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Stop the Docker engine only if docker-up.sh started it.
+# shellcheck source=tests/harness/lib.sh
 source "$(dirname "$0")/lib.sh"
 pidfile="$GR_STATE/dockerd.pid"
 [ -f "$pidfile" ] || exit 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine answers. Start dockerd in the background when none runs, and remember
 # that we did (docker-down.sh stops only an engine this harness started).
+# shellcheck source=tests/harness/lib.sh
 source "$(dirname "$0")/lib.sh"
 need_cmd docker "apt-get install docker.io"
 

@@ -2,10 +2,11 @@
 # Install the Debian packages the harness needs on the controller, only when missing:
 # docker (engine + client), debootstrap for the base image, and the servers that the pytest
 # integration tests start on loopback (PostgreSQL, PgBouncer, Redis, nginx).
+# shellcheck source=tests/harness/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 PKGS=(docker.io debootstrap postgresql postgresql-contrib pgbouncer redis-server nginx-light
-      openssh-client rsync git make wrk)
+      openssh-client rsync git make wrk shellcheck)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The lab: six systemd containers on one docker network, reached by Ansible over SSH like real
 # hosts. Usage: lab.sh up|down|status
+# shellcheck source=tests/harness/lib.sh
 source "$(dirname "$0")/lib.sh"
-cd "$GR_ROOT"
+cd "$GR_ROOT" || exit 1
 
 NET=gradual-lab
 SUBNET=${GR_LAB_SUBNET:-172.28.87.0/24}
@@ -71,7 +72,7 @@ secrets() {
 down() {
   local ids
   ids=$(docker ps -aq --filter label=gradual.lab=1)
-  [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  [ -z "$ids" ] || echo "$ids" | xargs docker rm -f >/dev/null
   docker network rm "$NET" >/dev/null 2>&1 || true
   say "lab down"
 }

@@ -3,8 +3,9 @@
 #   run-tests.sh all        lint, sanity, unit, integration, every molecule scenario
 #   run-tests.sh fast       lint, sanity, unit
 #   run-tests.sh molecule [SCENARIO...]
+# shellcheck source=tests/harness/lib.sh
 source "$(dirname "$0")/lib.sh"
-cd "$GR_ROOT"
+cd "$GR_ROOT" || exit 1
 H=tests/harness
 mode=${1:-all}; shift || true
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Create .venv from requirements.txt, reinstalling only when requirements.txt changed, and link the
 # checkout into build/collections so `gradual.rollout.*` resolves to the working tree.
+# shellcheck source=tests/harness/lib.sh
 source "$(dirname "$0")/lib.sh"
-cd "$GR_ROOT"
+cd "$GR_ROOT" || exit 1
 need_cmd python3 "apt-get install python3 python3-venv"
 
 stamp=.venv/.requirements.sha256
