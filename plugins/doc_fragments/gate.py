@@ -1,0 +1,35 @@
+# Copyright: gradual.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Sampling options shared by the gate modules (pool_check, cache_check)."""
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  duration:
+    description:
+      - How long to observe. Seconds as a number, or a string with a unit such as V(500ms),
+        V(90s), V(5m), V(2h).
+      - Samples are taken at the start, every O(interval), and at the end of the window.
+      - When omitted, M(gradual.rollout.pool_check) takes a single sample and
+        M(gradual.rollout.cache_check) observes V(10s).
+    type: raw
+  interval:
+    description:
+      - Time between two samples; same forms as O(duration).
+      - When omitted, M(gradual.rollout.pool_check) samples every V(5s) and
+        M(gradual.rollout.cache_check) takes two samples, at the start and at the end.
+    type: raw
+  fail_on_inconclusive:
+    description:
+      - When the window gave too little data to judge, fail the task (the default: a gate that
+        cannot decide does not let a rollout go on). With V(false) the task succeeds and returns
+        RV(inconclusive=true) and RV(gate.passed=false) for the caller to decide.
+    type: bool
+    default: true
+notes:
+  - A gate only reads; it samples the live system even in check mode.
+  - A failed threshold fails the task with a message naming the figure and the threshold; the
+    result still carries every figure and the samples.
+"""
