@@ -1,0 +1,435 @@
+#!/usr/bin/python
+# Copyright: gradual.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Apply or roll back PostgreSQL migrations without stalling production traffic."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pg_migrate
+short_description: Apply PostgreSQL migrations with lock timeouts, retries and a ledger
+description:
+  - Applies the C(NNN_name.up.sql) files of O(path) in version order up to O(target), or runs the
+    C(NNN_name.down.sql) files of applied versions above O(target) to roll back.
+  - Every file is linted first (the rules of M(gradual.rollout.pg_migration_lint)); a statement with
+    an unsafe finding is refused unless ignored with C(-- gradual:ignore <rule-id> <reason>), or
+    rewritten by O(autofix).
+  - Statements of one migration share one transaction, run with a short C(lock_timeout) that rises
+    on a ladder with jittered sleeps between attempts; when the attempts are exhausted the module
+    fails and nothing of that step is applied. It never waits for a lock without a timeout.
+  - C(CONCURRENTLY) statements run outside a transaction with C(statement_timeout = 0); an INVALID
+    index left by a failed concurrent build is dropped and rebuilt.
+  - A ledger table records version, name, checksum, start, end, duration, who applied it and how
+    many steps committed; an applied file whose checksum changed is refused; an interrupted
+    migration resumes at the first step that did not commit.
+  - In check mode the module reads the ledger and returns the plan (pending migrations, each
+    statement, the lock it takes, the rewrites) without changing anything.
+version_added: "1.0.0"
+author:
+  - gradual.rollout contributors
+options:
+  path:
+    description:
+      - Directory holding the migrations, named C(NNN_name.up.sql) and C(NNN_name.down.sql).
+    type: path
+    required: true
+  target:
+    description:
+      - Version to go to (C(003) or C(3)). Higher than the current version applies up files, lower
+        runs down files of the applied versions above it. C(0) rolls everything back.
+      - Default is the latest version found in O(path).
+    type: str
+  ledger_schema:
+    description: Schema of the ledger table (created when missing).
+    type: str
+    default: gradual
+  ledger_table:
+    description: Name of the ledger table (created when missing).
+    type: str
+    default: schema_migrations
+  autofix:
+    description:
+      - Apply the safe rewrites instead of refusing, for findings that have one
+        (C(CREATE/DROP INDEX) and C(REINDEX) become C(CONCURRENTLY); C(ADD FOREIGN KEY/CHECK) become
+        C(NOT VALID) then C(VALIDATE CONSTRAINT) in a separate transaction; C(SET NOT NULL) becomes
+        C(CHECK ... NOT VALID), C(VALIDATE), C(SET NOT NULL), drop the C(CHECK); C(ADD UNIQUE/PRIMARY
+        KEY) becomes a concurrent unique index then C(USING INDEX)).
+    type: bool
+    default: false
+  backup:
+    description:
+      - Dump the database with C(pg_dump -Fc) before changing anything (only when there is work to do).
+      - The dump is written to C(<backup_dir>/<db>/<db>_<YYYYmmddTHHMMSSZ>.dump), mode 0600, with
+        C(<dump>.sha256) beside it in C(sha256sum) format (the backup role's convention).
+    type: bool
+    default: false
+  backup_dir:
+    description: Root directory of the dumps taken when O(backup=true).
+    type: path
+    default: /var/backups/postgresql
+  pg_dump_path:
+    description: The C(pg_dump) binary; default is the one in PATH or C(/usr/lib/postgresql/15/bin).
+    type: path
+  lock_timeout_ms:
+    description: C(lock_timeout) of the first attempt of a transactional step, in milliseconds.
+    type: int
+    default: 100
+  lock_timeout_max_ms:
+    description: Highest C(lock_timeout) of the ladder, in milliseconds.
+    type: int
+    default: 3000
+  lock_timeout_factor:
+    description: Each retry multiplies the C(lock_timeout) by this factor (capped by O(lock_timeout_max_ms)).
+    type: float
+    default: 2.0
+  lock_retries:
+    description: Attempts per step before the module fails cleanly.
+    type: int
+    default: 10
+  retry_sleep_ms:
+    description: Mean pause between attempts, in milliseconds (jittered by +/- 50%).
+    type: int
+    default: 1000
+  concurrent_lock_timeout_ms:
+    description:
+      - C(lock_timeout) of C(CONCURRENTLY) statements; C(0) waits (they do not block reads or writes
+        while they wait, and a build would otherwise be left INVALID).
+    type: int
+    default: 0
+extends_documentation_fragment:
+  - community.postgresql.postgres
+  - gradual.rollout.postgres
+requirements:
+  - pglast
+  - psycopg2
+notes:
+  - Supports C(check_mode) (plan only) and C(diff) (version before and after).
+  - Lock timeouts are the runner's job; the SQL files do not need C(SET lock_timeout).
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Apply every pending migration, rewriting unsafe DDL into its online form
+  gradual.rollout.pg_migrate:
+    path: /srv/app/migrations
+    db: app
+    login_host: 127.0.0.1
+    login_user: migrator
+    login_password: "{{ vault_pg_migrator_password }}"
+    autofix: true
+    backup: true
+
+- name: Roll back to version 001
+  gradual.rollout.pg_migrate:
+    path: /srv/app/migrations
+    db: app
+    target: "001"
+
+- name: Show the plan only
+  gradual.rollout.pg_migrate:
+    path: /srv/app/migrations
+    db: app
+  check_mode: true
+  register: migration_plan
+"""
+
+RETURN = r"""
+applied:
+  description: Versions applied (up) by this run, in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["002", "003"]
+rolled_back:
+  description: Versions rolled back (down) by this run, in order.
+  returned: always
+  type: list
+  elements: str
+version_before:
+  description: Highest fully applied version before the run (C(0) when none).
+  returned: always
+  type: str
+version_after:
+  description: Highest fully applied version after the run (planned version in check mode).
+  returned: always
+  type: str
+statements:
+  description: One entry per executed statement.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    version: {description: Migration version., type: str}
+    sql: {description: The statement as run (rewritten when autofix applied)., type: str}
+    lock: {description: Strongest table lock it takes., type: str}
+    duration_ms: {description: Time of the successful execution., type: int}
+    attempts: {description: Executions including lock-timeout retries., type: int}
+    lock_wait_ms: {description: Time lost in attempts that timed out on a lock., type: int}
+plan:
+  description: Per migration to run, its statements (sql, lock, transactional, rewritten_from) and findings.
+  returned: always
+  type: list
+  elements: dict
+findings:
+  description: Lint findings of the files to run, including ignored ones (with their reason).
+  returned: always
+  type: list
+  elements: dict
+backup_file:
+  description: Path of the dump taken when O(backup=true) and there was work to do.
+  returned: when a dump was taken
+  type: str
+log:
+  description: Retries, kept indexes, rebuilt INVALID indexes.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import datetime
+import hashlib
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.gradual.rollout.plugins.module_utils.pg import (
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, conn_params, pg_argument_spec, pg_connect)
+
+try:
+    from ansible_collections.gradual.rollout.plugins.module_utils import migration_lint as lint
+    from ansible_collections.gradual.rollout.plugins.module_utils import migration_plan as mplan
+    from ansible_collections.gradual.rollout.plugins.module_utils import migration_runner as mrun
+    HAS_PGLAST = lint.HAS_PGLAST
+    PGLAST_IMPORT_ERROR = lint.PGLAST_IMPORT_ERROR
+except ImportError:  # pragma: no cover
+    HAS_PGLAST = False
+    PGLAST_IMPORT_ERROR = traceback.format_exc()
+
+
+def argument_spec() -> dict:
+    spec = pg_argument_spec()
+    spec.update(
+        path=dict(type="path", required=True),
+        target=dict(type="str"),
+        ledger_schema=dict(type="str", default="gradual"),
+        ledger_table=dict(type="str", default="schema_migrations"),
+        autofix=dict(type="bool", default=False),
+        backup=dict(type="bool", default=False),
+        backup_dir=dict(type="path", default="/var/backups/postgresql"),
+        pg_dump_path=dict(type="path"),
+        lock_timeout_ms=dict(type="int", default=100),
+        lock_timeout_max_ms=dict(type="int", default=3000),
+        lock_timeout_factor=dict(type="float", default=2.0),
+        lock_retries=dict(type="int", default=10),
+        retry_sleep_ms=dict(type="int", default=1000),
+        concurrent_lock_timeout_ms=dict(type="int", default=0),
+    )
+    return spec
+
+
+def check_ladder(module) -> "mrun.Ladder":
+    p = module.params
+    for key in ("lock_timeout_ms", "lock_timeout_max_ms", "lock_retries"):
+        if p[key] < 1:
+            module.fail_json(msg="%s=%s: expected a positive integer" % (key, p[key]))
+    if p["lock_timeout_max_ms"] < p["lock_timeout_ms"]:
+        module.fail_json(msg="lock_timeout_max_ms=%s is below lock_timeout_ms=%s: raise it"
+                         % (p["lock_timeout_max_ms"], p["lock_timeout_ms"]))
+    if p["lock_timeout_factor"] < 1 or p["retry_sleep_ms"] < 0 or p["concurrent_lock_timeout_ms"] < 0:
+        module.fail_json(msg="lock_timeout_factor must be >= 1, retry_sleep_ms and "
+                         "concurrent_lock_timeout_ms >= 0 (got %s, %s, %s)"
+                         % (p["lock_timeout_factor"], p["retry_sleep_ms"], p["concurrent_lock_timeout_ms"]))
+    return mrun.Ladder(start_ms=p["lock_timeout_ms"], max_ms=p["lock_timeout_max_ms"],
+                       factor=p["lock_timeout_factor"], attempts=p["lock_retries"],
+                       sleep_ms=p["retry_sleep_ms"])
+
+
+def parse_target(module, migrations: list) -> int:
+    target = module.params["target"]
+    if target is None:
+        return migrations[-1].number if migrations else 0
+    try:
+        number = int(str(target).strip())
+    except ValueError:
+        module.fail_json(msg="target=%s is not a version number: give e.g. 3 or 003" % target)
+    known = {m.number for m in migrations}
+    if number != 0 and number not in known:
+        module.fail_json(msg="target=%s: no migration with that version in %s (known: %s)"
+                         % (target, module.params["path"], ", ".join(m.version for m in migrations) or "none"))
+    return number
+
+
+def verify_checksums(module, migrations: list, rows: dict) -> list:
+    """Refuse applied files that changed; warn about applied versions without a file."""
+    by_number = {m.number: m for m in migrations}
+    warnings = []
+    for number, row in sorted(rows.items()):
+        mig = by_number.get(number)
+        if mig is None:
+            warnings.append("version %s is in the ledger but has no file in %s" % (row["version"], module.params["path"]))
+            continue
+        actual = mig.checksum()
+        if actual != row["checksum"]:
+            module.fail_json(msg="migration %s (%s) changed after it was applied: ledger sha256 %s, file "
+                             "sha256 %s. Restore the applied file and put the change in a new migration"
+                             % (row["version"], mig.up_path, row["checksum"], actual),
+                             version=row["version"], file=mig.up_path)
+    return warnings
+
+
+def version_label(number: int, migrations: list) -> str:
+    for mig in migrations:
+        if mig.number == number:
+            return mig.version
+    return str(number)
+
+
+def work_to_do(migrations: list, rows: dict, target: int) -> tuple[list, list]:
+    """(migrations to apply up, ascending; migrations to roll back, descending)."""
+    up = [m for m in migrations if m.number <= target and not (rows.get(m.number) or {}).get("complete")]
+    by_number = {m.number: m for m in migrations}
+    down = []
+    for number in sorted((n for n in rows if n > target), reverse=True):
+        down.append(by_number.get(number) or mplan.Migration(rows[number]["version"], rows[number]["name"]))
+    return up, down
+
+
+def plan_all(module, up: list, down: list) -> tuple[list, list]:
+    """FilePlans for every file to run; fails naming each blocking finding."""
+    plans = []
+    for direction, migs in (("up", up), ("down", down)):
+        for mig in migs:
+            path = mig.up_path if direction == "up" else mig.down_path
+            if path is None:
+                module.fail_json(msg="cannot roll back version %s: %s has no %s_%s.down.sql; write one or "
+                                 "choose a target at or above %s" % (mig.version, module.params["path"],
+                                                                     mig.version, mig.name, mig.version))
+            try:
+                fplan = mplan.plan_file(path, autofix=module.params["autofix"])
+            except lint.MigrationParseError as exc:
+                module.fail_json(msg="parse error in %s line %d: %s" % (exc.filename, exc.line, exc.message))
+            plans.append((direction, mig, fplan))
+    return plans, [f.to_dict() for _d, _m, p in plans for f in p.findings]
+
+
+def describe(plans: list) -> list:
+    return [dict(version=mig.version, name=mig.name, direction=direction, file=fplan.path,
+                 steps=len(fplan.steps), statements=[s.to_dict() for s in fplan.statements],
+                 blocking=[f.to_dict() for f in fplan.blocking])
+            for direction, mig, fplan in plans]
+
+
+def fail_on_blocking(module, plans: list, result: dict) -> None:
+    blocking = [f for _d, _m, p in plans for f in p.blocking]
+    if not blocking:
+        return
+    lines = ["%s:%d %s: %s (fix: %s)" % (f.file, f.line, f.rule, f.message, f.suggestion) for f in blocking]
+    hint = "" if module.params["autofix"] else "; autofix=true rewrites the fixable ones"
+    module.fail_json(msg="refusing %d unsafe statement(s): %s. Rewrite them, or silence one with "
+                     "'-- gradual:ignore <rule-id> <reason>'%s" % (len(blocking), " | ".join(lines), hint),
+                     **result)
+
+
+def take_backup(module) -> str:
+    """pg_dump -Fc into the backup role's layout; returns the dump path."""
+    params = conn_params(module)
+    dbname = params.get("dbname") or module.params["db"]
+    binary = module.params["pg_dump_path"] or module.get_bin_path(
+        "pg_dump", required=True, opt_dirs=["/usr/lib/postgresql/15/bin"])
+    directory = os.path.join(module.params["backup_dir"], dbname)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    dump = os.path.join(directory, "%s_%s.dump" % (dbname, stamp))
+    os.close(os.open(dump, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    env = {"PGHOST": str(params.get("host", "")), "PGPORT": str(params.get("port", "")),
+           "PGUSER": str(params.get("user", "")), "PGPASSWORD": str(params.get("password", "")),
+           "PGSSLMODE": str(params.get("sslmode", "prefer")), "PGDATABASE": dbname}
+    env = dict((k, v) for k, v in env.items() if v)
+    rc, _out, err = module.run_command([binary, "-Fc", "-f", dump, dbname], environ_update=env)
+    if rc != 0:
+        os.unlink(dump)
+        module.fail_json(msg="backup failed, nothing migrated: %s exited %d: %s" % (binary, rc, err.strip()))
+    os.chmod(dump, 0o600)
+    digest = hashlib.sha256()
+    with open(dump, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    sha_path = dump + ".sha256"
+    with os.fdopen(os.open(sha_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write("%s  %s\n" % (digest.hexdigest(), os.path.basename(dump)))
+    return dump
+
+
+def current_version(rows: dict) -> int:
+    complete = [n for n, r in rows.items() if r["complete"]]
+    return max(complete) if complete else 0
+
+
+def execute(module, conn, ledger, plans: list, rows: dict, result: dict) -> None:
+    runner = mrun.Runner(conn=conn, ledger=ledger, ladder=check_ladder(module),
+                         concurrent_lock_timeout_ms=module.params["concurrent_lock_timeout_ms"])
+    result["statements"] = runner.records
+    result["log"] = runner.log
+    try:
+        ledger.create(conn)
+        for direction, mig, fplan in plans:
+            if direction == "up":
+                runner.apply(mig, fplan, mig.checksum(), rows.get(mig.number))
+                result["applied"].append(mig.version)
+            else:
+                runner.revert(mig, fplan)
+                result["rolled_back"].append(mig.version)
+            result["changed"] = True
+    except mrun.MigrationError as exc:
+        result.update(exc.details)
+        module.fail_json(msg=str(exc), **result)
+    except mrun.psycopg2.Error as exc:
+        module.fail_json(msg="PostgreSQL error while migrating: %s" % str(exc).strip(), **result)
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if not HAS_PGLAST:
+        module.fail_json(msg=missing_required_lib("pglast"), exception=PGLAST_IMPORT_ERROR)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
+    check_ladder(module)
+    try:
+        migrations = mplan.discover(module.params["path"])
+    except mplan.PlanError as exc:
+        module.fail_json(msg=str(exc))
+    target = parse_target(module, migrations)
+    ledger = mrun.Ledger(module.params["ledger_schema"], module.params["ledger_table"])
+    conn = pg_connect(module, autocommit=True)
+    rows = ledger.rows(conn)
+    warnings = verify_checksums(module, migrations, rows)
+    up, down = work_to_do(migrations, rows, target)
+    plans, findings = plan_all(module, up, down)
+    before = version_label(current_version(rows), migrations)
+    after = version_label(target, migrations) if (up or down) else before
+    result = dict(changed=False, applied=[], rolled_back=[], statements=[], log=[], findings=findings,
+                  plan=describe(plans), version_before=before, version_after=after)
+    for warning in warnings:
+        module.warn(warning)
+    if module._diff:
+        result["diff"] = dict(before="version: %s\n" % before, after="version: %s\n" % after,
+                              before_header="%s.%s" % (ledger.schema, ledger.table),
+                              after_header="%s.%s" % (ledger.schema, ledger.table))
+    fail_on_blocking(module, plans, result)
+    if module.check_mode or not plans:
+        result["changed"] = bool(plans)
+        module.exit_json(**result)
+    if module.params["backup"]:
+        result["backup_file"] = take_backup(module)
+    execute(module, conn, ledger, plans, rows, result)
+    result["version_after"] = version_label(current_version(ledger.rows(conn)), migrations)
+    conn.close()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
