@@ -1,0 +1,298 @@
+"""pg_migrate against a real PostgreSQL 15: ledger, lock ladder, concurrent builds, resume."""
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+import psycopg2.errors
+import pytest
+
+from ansible_run import run_module
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_MIGRATIONS = ROOT / "examples" / "app" / "migrations"
+
+
+def args(postgres, db: str, path, **extra) -> dict:
+    base = dict(login_host=postgres.host, login_port=postgres.port, login_user=postgres.user,
+                login_password=postgres.password, db=db, path=str(path))
+    base.update(extra)
+    return base
+
+
+def connect(postgres, db: str):
+    conn = psycopg2.connect(**postgres.conninfo(db))
+    conn.autocommit = True
+    return conn
+
+
+def query(postgres, db: str, sql: str, params=None):
+    conn = connect(postgres, db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def write(directory: Path, name: str, sql: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(sql)
+    return path
+
+
+def ledger(postgres, db: str) -> dict:
+    rows = query(postgres, db, "SELECT version, finished IS NOT NULL, steps_done, steps_total "
+                               "FROM gradual.schema_migrations ORDER BY version")
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    """Poll (a synchronisation helper, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("gave up waiting for " + what)
+
+
+@pytest.fixture
+def migdir(tmp_path):
+    return tmp_path / "migrations"
+
+
+BASE = """CREATE TABLE accounts (id bigint PRIMARY KEY, email text);
+CREATE TABLE orders (id bigint PRIMARY KEY, account_id bigint, amount integer);
+INSERT INTO accounts SELECT g, 'a' || g FROM generate_series(1, 100) g;
+INSERT INTO orders SELECT g, 1 + g % 100, g FROM generate_series(1, 5000) g;
+"""
+
+
+def test_app_migrations_apply_check_mode_and_roll_back(postgres, pg_db, tmp_path):
+    """examples/app: 001 base schema, 002 P1A and 003 P1D concurrent indexes, then down to 001."""
+    directory = tmp_path / "app"
+    shutil.copytree(APP_MIGRATIONS, directory)
+    plan = run_module("pg_migrate", args(postgres, pg_db, directory), check=True, diff=True)
+    assert plan["rc"] == 0, plan
+    assert plan["changed"] is True
+    assert [p["version"] for p in plan["plan"]] == ["001", "002", "003"]
+    assert plan["diff"]["after"] == "version: 003\n"
+    assert query(postgres, pg_db, "SELECT to_regclass('gradual.schema_migrations')") == [(None,)]
+
+    res = run_module("pg_migrate", args(postgres, pg_db, directory))
+    assert res["rc"] == 0, res
+    assert res["applied"] == ["001", "002", "003"]
+    cic = [s for s in res["statements"] if s["sql"].startswith("CREATE INDEX CONCURRENTLY")]
+    assert cic and all(s["lock"] == "SHARE UPDATE EXCLUSIVE" and not s["transactional"] for s in cic)
+    valid = query(postgres, pg_db, "SELECT indexrelid::regclass::text FROM pg_index WHERE indisvalid "
+                                   "AND indexrelid::regclass::text = 'idx_ts_players_team_position'")
+    assert valid == [("idx_ts_players_team_position",)]
+    assert ledger(postgres, pg_db)["003"][0] is True
+
+    again = run_module("pg_migrate", args(postgres, pg_db, directory))
+    assert again["rc"] == 0 and again["changed"] is False and again["applied"] == []
+
+    down = run_module("pg_migrate", args(postgres, pg_db, directory, target="001"))
+    assert down["rc"] == 0, down
+    assert down["rolled_back"] == ["003", "002"]
+    assert query(postgres, pg_db, "SELECT to_regclass('idx_ts_players_team_position')") == [(None,)]
+    assert list(ledger(postgres, pg_db)) == ["001"]
+
+
+def test_unsafe_statement_refused_then_autofixed(postgres, pg_db, migdir):
+    write(migdir, "001_base.up.sql", BASE)
+    write(migdir, "002_constraints.up.sql",
+          "ALTER TABLE orders ADD CONSTRAINT orders_account_fk FOREIGN KEY (account_id) REFERENCES accounts (id);\n"
+          "ALTER TABLE orders ALTER COLUMN amount SET NOT NULL;\n"
+          "CREATE INDEX orders_account_idx ON orders (account_id);\n")
+    refused = run_module("pg_migrate", args(postgres, pg_db, migdir))
+    assert refused["rc"] != 0
+    assert "foreign-key-not-valid" in refused["msg"] and "set-not-null" in refused["msg"]
+    assert query(postgres, pg_db, "SELECT to_regclass('orders')") == [(None,)]  # nothing ran
+
+    fixed = run_module("pg_migrate", args(postgres, pg_db, migdir, autofix=True))
+    assert fixed["rc"] == 0, fixed
+    sqls = [s["sql"] for s in fixed["statements"]]
+    assert any("NOT VALID" in s and "orders_account_fk" in s for s in sqls)
+    assert "ALTER TABLE orders VALIDATE CONSTRAINT orders_account_fk" in sqls
+    assert "CREATE INDEX CONCURRENTLY orders_account_idx ON orders (account_id)" in sqls
+    cons = query(postgres, pg_db, "SELECT conname, convalidated FROM pg_constraint "
+                                  "WHERE conrelid = 'orders'::regclass AND contype IN ('f', 'c') ORDER BY 1")
+    assert cons == [("orders_account_fk", True)]  # the temporary NOT NULL check is gone
+    assert query(postgres, pg_db, "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass "
+                                  "AND attname = 'amount'") == [(True,)]
+
+
+def test_ignore_with_reason_lets_a_statement_through(postgres, pg_db, migdir):
+    write(migdir, "001_base.up.sql", BASE)
+    write(migdir, "002_drop.up.sql",
+          "-- gradual:ignore drop-column release 41 no longer reads accounts.email\n"
+          "ALTER TABLE accounts DROP COLUMN email;\n")
+    res = run_module("pg_migrate", args(postgres, pg_db, migdir))
+    assert res["rc"] == 0, res
+    assert any(f["rule"] == "drop-column" and f.get("ignored") for f in res["findings"])
+
+
+def test_retry_under_lock_succeeds_after_blocker_ends(postgres, pg_db, migdir):
+    write(migdir, "001_base.up.sql", BASE)
+    run = run_module("pg_migrate", args(postgres, pg_db, migdir))
+    assert run["rc"] == 0, run
+    write(migdir, "002_check.up.sql",
+          "ALTER TABLE orders ADD CONSTRAINT orders_amount_check CHECK (amount >= 0) NOT VALID;\n")
+    blocker = connect(postgres, pg_db)
+    blocker.autocommit = False
+    blocker.cursor().execute("SELECT count(*) FROM orders")  # ACCESS SHARE held until rollback
+    released = threading.Event()
+
+    def release_when_retrying():
+        def waited():
+            rows = query(postgres, pg_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                                          "= 'gradual.rollout/pg_migrate'")
+            return rows[0][0] > 0
+        wait_for(waited, what="pg_migrate to connect")
+        time.sleep(1.5)  # let a few attempts time out on the lock
+        blocker.rollback()
+        released.set()
+
+    thread = threading.Thread(target=release_when_retrying)
+    thread.start()
+    res = run_module("pg_migrate", args(postgres, pg_db, migdir, lock_timeout_ms=50, lock_timeout_max_ms=200,
+                                        retry_sleep_ms=100, lock_retries=60))
+    thread.join()
+    blocker.close()
+    assert released.is_set()
+    assert res["rc"] == 0, res
+    stmt = next(s for s in res["statements"] if "orders_amount_check" in s["sql"])
+    assert stmt["attempts"] > 1
+    assert stmt["lock_wait_ms"] > 0
+    assert ledger(postgres, pg_db)["002"][0] is True
+
+
+def test_lock_exhaustion_fails_cleanly_and_leaves_no_ledger_row(postgres, pg_db, migdir):
+    write(migdir, "001_base.up.sql", BASE)
+    assert run_module("pg_migrate", args(postgres, pg_db, migdir))["rc"] == 0
+    write(migdir, "002_check.up.sql",
+          "ALTER TABLE orders ADD CONSTRAINT orders_amount_check CHECK (amount >= 0) NOT VALID;\n"
+          "ALTER TABLE orders ADD COLUMN note text;\n")
+    blocker = connect(postgres, pg_db)
+    blocker.autocommit = False
+    blocker.cursor().execute("SELECT count(*) FROM orders")
+    try:
+        res = run_module("pg_migrate", args(postgres, pg_db, migdir, lock_timeout_ms=50, lock_timeout_max_ms=100,
+                                            retry_sleep_ms=50, lock_retries=3))
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert res["rc"] != 0
+    assert "3 attempts" in res["msg"]
+    assert "002" not in ledger(postgres, pg_db)
+    assert query(postgres, pg_db, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass "
+                                  "AND attname = 'note'") == [(0,)]
+
+
+def test_failed_concurrent_build_is_cleaned_and_rebuilt(postgres, pg_db, migdir):
+    write(migdir, "001_base.up.sql", BASE + "INSERT INTO orders VALUES (5001, 1, 1);\n")
+    assert run_module("pg_migrate", args(postgres, pg_db, migdir))["rc"] == 0
+    write(migdir, "002_unique.up.sql", "CREATE UNIQUE INDEX CONCURRENTLY orders_amount_key ON orders (amount);\n")
+    failed = run_module("pg_migrate", args(postgres, pg_db, migdir))
+    assert failed["rc"] != 0 and "duplicate" in failed["msg"].lower()
+    # the runner dropped the INVALID leftover of its failed build
+    assert query(postgres, pg_db, "SELECT to_regclass('orders_amount_key')") == [(None,)]
+    # an INVALID index left by someone else's failed build (e.g. a killed psql) is rebuilt
+    other = connect(postgres, pg_db)
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        other.cursor().execute("CREATE UNIQUE INDEX CONCURRENTLY orders_amount_key ON orders (amount)")
+    other.close()
+    assert query(postgres, pg_db, "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                                  "to_regclass('orders_amount_key')") == [(False,)]
+    query(postgres, pg_db, "DELETE FROM orders WHERE id = 5001")
+    res = run_module("pg_migrate", args(postgres, pg_db, migdir))
+    assert res["rc"] == 0, res
+    assert any("INVALID" in line for line in res["log"])
+    assert query(postgres, pg_db, "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                                  "to_regclass('orders_amount_key')") == [(True,)]
+
+
+def test_tampered_applied_file_is_refused(postgres, pg_db, migdir):
+    path = write(migdir, "001_base.up.sql", BASE)
+    assert run_module("pg_migrate", args(postgres, pg_db, migdir))["rc"] == 0
+    path.write_text(BASE + "ALTER TABLE accounts ADD COLUMN sneaky text;\n")
+    res = run_module("pg_migrate", args(postgres, pg_db, migdir))
+    assert res["rc"] != 0
+    assert "001" in res["msg"] and "changed after it was applied" in res["msg"]
+    assert query(postgres, pg_db, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'accounts'::regclass "
+                                  "AND attname = 'sneaky'") == [(0,)]
+
+
+def test_killed_connection_leaves_ledger_consistent_and_rerun_completes(postgres, pg_db, migdir):
+    write(migdir, "001_base.up.sql", BASE)
+    assert run_module("pg_migrate", args(postgres, pg_db, migdir))["rc"] == 0
+    write(migdir, "002_mixed.up.sql",
+          "CREATE TABLE audit (id bigint PRIMARY KEY, note text);\n"
+          "CREATE INDEX CONCURRENTLY orders_account_idx ON orders (account_id);\n"
+          "ALTER TABLE orders ADD COLUMN audited boolean DEFAULT false;\n")
+    # a writer's open transaction makes the concurrent build wait (it waits for older writers)
+    writer = connect(postgres, pg_db)
+    writer.autocommit = False
+    writer.cursor().execute("UPDATE orders SET amount = amount WHERE id = 1")
+    result = {}
+
+    def migrate():
+        result.update(run_module("pg_migrate", args(postgres, pg_db, migdir)))
+
+    thread = threading.Thread(target=migrate)
+    thread.start()
+
+    def waiting_pid():
+        rows = query(postgres, pg_db, "SELECT pid FROM pg_stat_activity WHERE application_name = "
+                                      "'gradual.rollout/pg_migrate' AND wait_event_type = 'Lock' "
+                                      "AND query LIKE 'CREATE INDEX CONCURRENTLY%'")
+        return rows[0][0] if rows else None
+
+    pid = wait_for(waiting_pid, what="the concurrent build to wait")
+    query(postgres, pg_db, "SELECT pg_terminate_backend(%s)", (pid,))
+    thread.join(120)
+    writer.rollback()
+    writer.close()
+    assert result["rc"] != 0
+    assert "rerun" in result["msg"]
+    # the first step (CREATE TABLE) committed together with its ledger update; nothing else did
+    assert ledger(postgres, pg_db)["002"] == (False, 1, 3)
+    assert query(postgres, pg_db, "SELECT to_regclass('audit') IS NOT NULL") == [(True,)]
+    assert query(postgres, pg_db, "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                                  "to_regclass('orders_account_idx')") == [(False,)]
+
+    rerun = run_module("pg_migrate", args(postgres, pg_db, migdir))
+    assert rerun["rc"] == 0, rerun
+    assert rerun["applied"] == ["002"]
+    assert ledger(postgres, pg_db)["002"] == (True, 3, 3)
+    assert query(postgres, pg_db, "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                                  "to_regclass('orders_account_idx')") == [(True,)]
+    assert not any("CREATE TABLE audit" in s["sql"] for s in rerun["statements"])
+
+
+def test_backup_writes_dump_and_checksum(postgres, pg_db, migdir, tmp_path):
+    write(migdir, "001_base.up.sql", BASE)
+    backup_dir = tmp_path / "backups"
+    res = run_module("pg_migrate", args(postgres, pg_db, migdir, backup=True, backup_dir=str(backup_dir)))
+    assert res["rc"] == 0, res
+    dump = Path(res["backup_file"])
+    assert dump.parent == backup_dir / pg_db
+    assert dump.name.startswith(pg_db + "_") and dump.name.endswith("Z.dump")
+    assert oct(dump.stat().st_mode & 0o777) == "0o600"
+    sha = Path(str(dump) + ".sha256").read_text()
+    import hashlib
+    assert sha == "%s  %s\n" % (hashlib.sha256(dump.read_bytes()).hexdigest(), dump.name)
+
+
+def test_bad_target_names_the_value(postgres, pg_db, migdir):
+    write(migdir, "001_base.up.sql", BASE)
+    res = run_module("pg_migrate", args(postgres, pg_db, migdir, target="7"))
+    assert res["rc"] != 0 and "target=7" in res["msg"]
