@@ -8,6 +8,7 @@ a drift-free sampling loop, Redis hit rate from two INFO samples, PgBouncer pool
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -94,12 +95,14 @@ def sample_times(duration: float, interval: float) -> list:
     return offsets
 
 
-def run_samples(take, duration: float, interval: float, clock=time.monotonic, sleep=time.sleep) -> list:
+def run_samples(take, duration: float, interval: float, clock=time.monotonic, sleep=time.sleep,
+                fail_first: bool = False) -> list:
     """Call TAKE() at each offset of sample_times(); return [{"t": offset, "value"|"error": ...}].
 
     Offsets are kept against the start time so the loop does not drift with the cost of a sample.
     A sample that raises is recorded with its error and the loop goes on; the caller decides
-    whether enough samples succeeded.
+    whether enough samples succeeded. With FAIL_FIRST the first sample's exception propagates
+    (an unreachable or misconfigured source fails at once instead of after the whole window).
     """
     start = clock()
     results = []
@@ -111,6 +114,8 @@ def run_samples(take, duration: float, interval: float, clock=time.monotonic, sl
         try:
             results.append({"t": at, "value": take()})
         except Exception as exc:  # pylint: disable=broad-except  # a bad sample is data, not a crash
+            if fail_first and not results:
+                raise
             results.append({"t": at, "error": str(exc).strip() or exc.__class__.__name__})
     return results
 
@@ -186,3 +191,8 @@ def gate(failures: list, inconclusive: str | None = None) -> dict:
         return {"passed": False, "inconclusive": False, "reason": "; ".join(failures),
                 "failures": failures}
     return {"passed": True, "inconclusive": False, "reason": "all thresholds met", "failures": []}
+
+
+def json_equal(a, b) -> bool:
+    """Equality with JSON types (true is not 1, "1" is not 1); key order does not matter."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
