@@ -30,6 +30,40 @@ def rollout_next_stage(plan, rows, requested=None, ignore_bake=False, bake_scale
         raise AnsibleFilterError("rollout_next_stage: %s" % exc) from exc
 
 
+def rollout_flag_mismatches(expected, served) -> list:
+    """Flags whose value the app does not serve: EXPECTED (name -> value) against the reply of
+    the app's /api/flags ({flags: {NAME: {value, source}}}). Booleans compare as true/false."""
+    flags = (served or {}).get("flags", served or {})
+    out = []
+    for name, want in sorted((expected or {}).items()):
+        got = flags.get(name)
+        if isinstance(got, dict):
+            got = got.get("value")
+        if str(got).lower() != str(want).lower():
+            out.append("%s: expected %s, the app serves %s" % (name, want, "nothing" if got is None else got))
+    return out
+
+
+def rollout_lock_wait_seconds(result) -> float:
+    """Total lock wait in a pg_migrate result: every ``lock_wait_s`` / ``lock_wait_ms`` figure,
+    wherever the per-statement entries put it."""
+    total = 0.0
+    stack = [result]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in ("lock_wait_s", "lock_wait_seconds") and isinstance(value, (int, float)):
+                    total += float(value)
+                elif key == "lock_wait_ms" and isinstance(value, (int, float)):
+                    total += float(value) / 1000.0
+                elif isinstance(value, (dict, list)):
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return round(total, 3)
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -38,4 +72,6 @@ class FilterModule:
             "rollout_status_table": status_table,
             "rollout_report": build_report,
             "rollout_report_markdown": render_markdown,
+            "rollout_flag_mismatches": rollout_flag_mismatches,
+            "rollout_lock_wait_seconds": rollout_lock_wait_seconds,
         }

@@ -150,7 +150,8 @@ def plan_problems(plan) -> list:
                 continue
             problems += _threshold_problems(gwhere, args)
         if isinstance(name, str):
-            gates_by_stage[name] = gate_names
+            # a migration's result (lock waits, versions) can feed a metric like a gate's
+            gates_by_stage[name] = gate_names | ({"migrate"} if migrate else set())
     for metric in plan.get("metrics") or []:
         mname = metric.get("name", "?") if isinstance(metric, dict) else metric
         if not isinstance(metric, dict):

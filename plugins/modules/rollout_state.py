@@ -284,7 +284,11 @@ def main():
             result["run"] = run
             event = dict(event="resume" if running else "start")
         elif op in ("progress", "finish"):
-            current = state.get(p["plan"], p["run_id"]) if state.exists() else None
+            if module.check_mode:
+                found = state.select("plan = %s AND id = %s", (p["plan"], p["run_id"])) if state.exists() else []
+                current = found[0] if found else None
+            else:
+                current = state.get(p["plan"], p["run_id"])
             if current is None:
                 # check mode on a database that has no state yet: nothing to update
                 run = dict(id=p["run_id"], plan=p["plan"], stage=p["stage"])
