@@ -163,7 +163,7 @@ ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s
 
 
 def parse_env_text(text: str) -> dict[str, str]:
-    """KEY=VALUE lines (optional `export`, optional matching quotes); comments and blanks skipped."""
+    """KEY=VALUE lines (optional `export`, optional quotes, \\" and \\\\ unescaped in double quotes)."""
     env: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
@@ -172,7 +172,9 @@ def parse_env_text(text: str) -> dict[str, str]:
         if not m:
             continue
         key, value = m.group(1), m.group(2)
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = re.sub(r'\\(["\\])', r"\1", value[1:-1])
+        elif len(value) >= 2 and value[0] == value[-1] == "'":
             value = value[1:-1]
         env[key] = value
     return env

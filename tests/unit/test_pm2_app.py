@@ -171,3 +171,8 @@ def test_errors_name_the_fix(fake, tmp_path):
     assert r["failed"] and "npm install -g pm2" in r["msg"]
     r = run_module("pm2_app", dict(base, env_files=[str(tmp_path / "missing.env")]))
     assert r["failed"] and "missing.env" in r["msg"]
+
+
+def test_parse_env_text_unescapes_like_the_role_renders():
+    # app.env.j2 writes KEY="value" with \ and " escaped; systemd and the ecosystem file undo it.
+    assert pm2_app.parse_env_text('P="a\\\\b\\"c"\n') == {"P": 'a\\b"c'}
