@@ -31,6 +31,7 @@ options:
     type: list
     elements: path
     required: true
+    aliases: [path]
   fail_on:
     description:
       - Fail the task when a finding of this severity or worse is active. C(never) only reports.
@@ -129,7 +130,7 @@ def collect(module, paths: list) -> tuple[list, list]:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(paths=dict(type="list", elements="path", required=True),
+        argument_spec=dict(paths=dict(type="list", elements="path", required=True, aliases=["path"]),
                            fail_on=dict(type="str", choices=["error", "warning", "never"], default="error")),
         supports_check_mode=True)
     if not HAS_PGLAST:
