@@ -315,7 +315,8 @@ def main():
             run = result["run"]
             event.update(plan=p["plan"], stage=run.get("stage") or p["stage"], status=run.get("status"),
                          run_id=run.get("id"), reason=p["reason"], batch=p["batch"], hosts=p["hosts"],
-                         figures=p["figures"] or {}, actor=p["actor"], awx_job_id=p["awx_job_id"],
+                         figures=p["figures"] or {}, actor=p["actor"] or run.get("actor"),
+                         awx_job_id=p["awx_job_id"] or run.get("awx_job_id"),
                          check_mode=module.check_mode, at=now)
             result["rollout_event"] = event
         if module.check_mode:
