@@ -56,7 +56,9 @@ def ansible_adhoc(name: str, args: dict, check: bool = False, diff: bool = False
     """``ansible localhost -m gradual.rollout.NAME -a JSON``; return the host's result."""
     env = _env()
     env.update(ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               ANSIBLE_CALLBACKS_ENABLED="")
+               # an empty list fails on ansible-core 2.19 ("A non-empty plugin name is required");
+               # naming the stdout callback itself keeps ansible.cfg's profile_tasks out of the JSON
+               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json")
     cmd = [str(ROOT / ".venv" / "bin" / "ansible") if (ROOT / ".venv").exists() else "ansible",
            "localhost", "-i", "localhost,", "-c", "local", "-m", f"gradual.rollout.{name}",
            "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}"]
