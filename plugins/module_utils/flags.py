@@ -155,8 +155,12 @@ def parse_env_value(raw: str) -> str:
     return raw
 
 
-def render_env_value(value: str) -> str:
-    if _SAFE_UNQUOTED_RE.match(value):
+def render_env_value(value: str, like: str = "") -> str:
+    """VALUE as the right-hand side of NAME=..., quoted the way LIKE (the old one) was when it
+    can be, so an edit keeps the file's style and a restore gives back the same bytes."""
+    if like[:1] == "'" and "'" not in value:
+        return "'%s'" % value
+    if _SAFE_UNQUOTED_RE.match(value) and like[:1] != '"':
         return value
     escaped = "".join("\\" + c if c in '"\\$`' else c for c in value)
     return '"%s"' % escaped
@@ -200,7 +204,8 @@ def edit_env_text(text: str, desired: dict) -> str:
             continue
         ending = lines[idx][len(lines[idx].rstrip("\r\n")):] or "\n"
         lines[idx] = "%s%s%s%s%s%s" % (match.group("lead"), match.group("export") or "", name,
-                                       match.group("eq"), render_env_value(value), ending)
+                                       match.group("eq"), render_env_value(value, match.group("value")),
+                                       ending)
     lines = [line for i, line in enumerate(lines) if i not in drop]
     new = [n for n in sorted(desired) if n not in last and desired[n] is not None]
     if new and lines and not lines[-1].endswith("\n"):

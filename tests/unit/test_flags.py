@@ -169,3 +169,10 @@ def test_audit_records_and_file(tmp_path):
     assert len(log.read_text().splitlines()) == 2
     with pytest.raises(F.FlagError, match="does not exist"):
         F.audit_file_check(str(tmp_path / "nope" / "a.jsonl"))
+
+
+def test_edit_keeps_the_quoting_style_of_the_line():
+    text = "A=\"off\"\nB='x'\nC=1\n"
+    out = F.edit_env_text(text, {"A": "on", "B": "y z", "C": "2"})
+    assert out == "A=\"on\"\nB='y z'\nC=2\n"
+    assert F.edit_env_text(out, {"A": "off", "B": "x", "C": "1"}) == text
