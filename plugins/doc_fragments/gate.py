@@ -23,9 +23,10 @@ options:
     type: raw
   fail_on_inconclusive:
     description:
-      - When the window gave too little data to judge, fail the task (the default: a gate that
-        cannot decide does not let a rollout go on). With V(false) the task succeeds and returns
-        RV(inconclusive=true) and RV(gate.passed=false) for the caller to decide.
+      - When the window gave too little data to judge, fail the task. This is the default because
+        a gate that cannot decide must not let a rollout go on.
+      - With V(false) the task succeeds and returns RV(inconclusive=true) and
+        RV(gate.passed=false) for the caller to decide.
     type: bool
     default: true
 notes:

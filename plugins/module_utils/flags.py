@@ -272,7 +272,7 @@ def pg_read_flags(cur, sql, table: str, names: list, lock: bool) -> dict:
     query = sql.SQL("SELECT name, value FROM {} WHERE name = ANY(%s)" + (" FOR UPDATE" if lock else "")) \
         .format(sql.Identifier(*split_ident(table)))
     cur.execute(query, (list(names),))
-    return {name: value for name, value in cur.fetchall()}
+    return dict(cur.fetchall())
 
 
 def pg_apply_flags(cur, sql, table: str, changes: list, actor: str) -> None:

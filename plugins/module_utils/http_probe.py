@@ -185,7 +185,7 @@ def run_load(target: Target, method: str = "GET", headers: dict | None = None,
             mine.close()
 
     threads = []
-    for _ in range(max(1, concurrency)):
+    for _index in range(max(1, concurrency)):
         worker = _Worker()
         workers.append(worker)
         thread = threading.Thread(target=loop, args=(worker,), daemon=True)

@@ -163,7 +163,7 @@ def take_sample(client) -> dict:
 
 
 def count_keys(client, pattern: str, count: int) -> int:
-    return sum(1 for _ in client.scan_iter(match=pattern, count=count))
+    return sum(1 for _key in client.scan_iter(match=pattern, count=count))
 
 
 def parse_limits(module) -> dict:

@@ -12,8 +12,9 @@ description:
   - Sets feature flags in one of three stores and returns the exact prior state as RV(previous),
     which a later call passes as O(restore) to put everything back (flags that did not exist are
     removed again).
-  - V(env_file) edits a C(NAME=value) file in place (the file PM2's ecosystem file or systemd's
-    C(EnvironmentFile=) reads): comments, order, owner and mode are kept; the write is atomic.
+  - V(env_file) edits a C(NAME=value) file in place, the file that PM2's ecosystem file or
+    systemd's C(EnvironmentFile) reads. Comments, order, quoting, owner and mode are kept and the
+    write is atomic.
   - V(postgres) upserts rows of a table C(name text primary key, value jsonb, updated_at, updated_by).
   - V(redis) sets fields of a hash.
   - Every change can be audited (who, when, run id, old and new value) to a JSON-lines file and/or
