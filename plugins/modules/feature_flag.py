@@ -32,7 +32,7 @@ options:
       - V(env_file) and V(redis) store text (booleans as V(true) / V(false)); V(postgres) stores
         the JSON value.
       - Names for V(env_file) must be environment variable names; for the other backends 1-128
-        characters from letters, digits and C(_ . : -).
+        characters from letters, digits, C(_), C(.), C(:) and C(-).
       - Exactly one of O(flags) and O(restore) is required.
     type: dict
   restore:
