@@ -36,6 +36,7 @@ def _threshold_problems(where: str, args: dict) -> list:
         numeric = key.startswith(("max_", "min_")) or key in NON_NEGATIVE
         if not numeric:
             continue
+        given = value
         if isinstance(value, str):
             try:
                 value = float(value)
@@ -46,10 +47,10 @@ def _threshold_problems(where: str, args: dict) -> list:
                                     % (where, key, value))
                 continue
         if _is_number(value) and value < 0:
-            problems.append("%s: threshold %s=%r is negative; use a value >= 0" % (where, key, value))
+            problems.append("%s: threshold %s=%r is negative; use a value >= 0" % (where, key, given))
         if key.endswith(("_rate", "_utilization")) and _is_number(value) and value > 100:
             problems.append("%s: %s=%r is above 100; rates and utilisations are percentages"
-                            % (where, key, value))
+                            % (where, key, given))
     return problems
 
 

@@ -1,0 +1,130 @@
+"""Plan validation and the choice of the due stage (pure logic)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan import (
+    next_stage,
+    plan_problems,
+    status_table,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def good_plan():
+    return {
+        "name": "p",
+        "baseline": {"USE_X": "false", "LIMIT": "999"},
+        "stages": [
+            {"name": "one", "bake_hours": 0, "serial": [1, "100%"], "actions": {"flags": {"USE_X": "true"}},
+             "gates": [{"name": "slo", "type": "http_slo", "args": {"url": "http://x", "max_p95_ms": 200}}]},
+            {"name": "two", "bake_hours": 24, "actions": {"flags": {"LIMIT": "10"}},
+             "gates": [{"name": "pool", "type": "pool_check", "args": {"max_utilization": 50}}]},
+            {"name": "three", "bake_hours": 2, "actions": {"migrate": {"target": "003"}}},
+        ],
+        "metrics": [{"name": "Pool", "op": "<", "threshold": 50, "stage": "two", "gate": "pool",
+                     "field": "figures.utilization.max"},
+                    {"name": "Locks", "op": "<=", "threshold": 0, "stage": "three", "gate": "migrate",
+                     "field": "lock_wait_s"}],
+    }
+
+
+def test_a_good_plan_has_no_problem():
+    assert plan_problems(good_plan()) == []
+
+
+def test_the_lab_plan_is_valid():
+    plan = yaml.safe_load((ROOT / "inventories/lab/group_vars/all/plan.yml").read_text())["rollout_plan"]
+    # gate args are templated by Ansible from rollout_gate_*; stand in a mapping for them
+    for stage in plan["stages"]:
+        for gate in stage.get("gates", []):
+            gate["args"] = {}
+    assert plan_problems(plan) == []
+    names = [s["name"] for s in plan["stages"]]
+    assert names[0] == "w1d1_migration_safety" and names[-1] == "w4_stabilisation" and len(names) == 9
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda p: p["stages"][0]["gates"][0].update(type="latency_check"), "unknown gate type 'latency_check'"),
+    (lambda p: p["stages"][1]["gates"][0]["args"].update(max_utilization=-5), "max_utilization=-5 is negative"),
+    (lambda p: p["stages"][0]["gates"][0]["args"].update(max_p95_ms="-1"), "max_p95_ms='-1' is negative"),
+    (lambda p: p["stages"][1].update(name="one"), "stage name 'one' is used twice"),
+    (lambda p: p["stages"][0].update(serial=[0]), "serial entry 0"),
+    (lambda p: p["stages"][0].update(serial=["150%"]), "serial entry '150%'"),
+    (lambda p: p["stages"][0].update(bake_hours=-1), "bake_hours -1"),
+    (lambda p: p["stages"][0]["actions"]["flags"].update(NEW_FLAG="true"), "flag NEW_FLAG has no value in baseline"),
+    (lambda p: p["stages"][0]["actions"]["flags"].update(bad_name="x"), "flag name 'bad_name'"),
+    (lambda p: p["stages"][0]["actions"].update(deploy=True), "unknown action 'deploy'"),
+    (lambda p: p["metrics"][0].update(gate="nope"), "stage 'two' has no gate 'nope'"),
+    (lambda p: p["stages"][1]["gates"][0]["args"].update(max_utilization=150), "above 100"),
+    (lambda p: p.update(stages=[]), "the plan has no stages"),
+])
+def test_each_bad_plan_is_named(mutate, expected):
+    plan = good_plan()
+    mutate(plan)
+    problems = plan_problems(plan)
+    assert any(expected in p for p in problems), problems
+
+
+def rows(*entries):
+    return [dict(id=i + 1, stage=s, status=st, finished_at=f) for i, (s, st, f) in enumerate(entries)]
+
+
+def test_first_stage_is_due_on_a_fresh_state():
+    choice = next_stage(good_plan(), [], now="2026-02-02T09:00:00Z")
+    assert choice["stage"]["name"] == "one" and not choice["refuse"]
+
+
+def test_bake_time_is_enforced_and_can_be_overridden():
+    state = rows(("one", "passed", "2026-02-02T09:00:00+00:00"))
+    early = next_stage(good_plan(), state, now="2026-02-02T21:00:00Z")
+    assert early["refuse"] and early["stage"]["name"] == "two" and early["wait_seconds"] == 12 * 3600
+    assert "rollout_ignore_bake" in early["reason"]
+    assert not next_stage(good_plan(), state, now="2026-02-03T09:00:01Z")["refuse"]
+    assert not next_stage(good_plan(), state, now="2026-02-02T21:00:00Z", ignore_bake=True)["refuse"]
+    assert not next_stage(good_plan(), state, now="2026-02-02T09:00:10Z", bake_scale=0.0001)["refuse"]
+
+
+def test_a_rolled_back_stage_is_due_again_and_the_latest_row_counts():
+    state = rows(("one", "passed", "2026-02-01T00:00:00+00:00"), ("two", "rolled_back", "2026-02-03T00:00:00+00:00"))
+    assert next_stage(good_plan(), state, now="2026-02-10T00:00:00Z")["stage"]["name"] == "two"
+    state += rows(("x", "x", None))[:0] + [dict(id=9, stage="two", status="passed", finished_at="2026-02-04T00:00:00+00:00")]
+    assert next_stage(good_plan(), state, now="2026-02-10T00:00:00Z")["stage"]["name"] == "three"
+
+
+def test_an_interrupted_stage_is_resumed():
+    state = rows(("one", "passed", "2026-02-01T00:00:00+00:00"), ("two", "running", None))
+    choice = next_stage(good_plan(), state, now="2026-02-01T00:00:01Z")
+    assert choice["stage"]["name"] == "two"
+
+
+def test_requested_stage_needs_its_predecessors():
+    refused = next_stage(good_plan(), [], requested="two")
+    assert refused["refuse"] and "'one' has passed" in refused["reason"]
+    unknown = next_stage(good_plan(), [], requested="nine")
+    assert unknown["refuse"] and "not in the plan" in unknown["reason"]
+
+
+def test_done_when_every_stage_passed():
+    state = rows(*[(n, "passed", "2026-02-01T00:00:00+00:00") for n in ("one", "two", "three")])
+    assert next_stage(good_plan(), state)["done"]
+
+
+def test_status_table_lists_every_stage():
+    state = rows(("one", "passed", "2026-02-01T00:00:00+00:00"), ("two", "running", None))
+    lines = status_table(good_plan(), state)
+    assert lines[0].split()[:2] == ["STAGE", "STATUS"]
+    assert lines[1].split()[:2] == ["one", "passed"]
+    assert lines[2].split()[:2] == ["two", "running"] and lines[3].split()[:2] == ["three", "pending"]
+
+
+def test_validation_does_not_modify_the_plan():
+    plan = good_plan()
+    before = copy.deepcopy(plan)
+    plan_problems(plan)
+    assert plan == before
