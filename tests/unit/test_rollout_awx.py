@@ -1,0 +1,59 @@
+"""AWX configuration as code: surveys map to variables the playbooks read, the workflow has an
+approval before the rollout and a failure path to the rollback, and nothing can prompt."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+AWX = ROOT / "awx"
+
+
+def configure():
+    return yaml.safe_load((AWX / "configure.yml").read_text())[0]
+
+
+def test_job_templates_and_their_playbooks_exist():
+    templates = {t["name"]: t for t in configure()["vars"]["awx_templates"]}
+    assert set(templates) == {"rollout", "rollback", "migrate", "status"}
+    for tpl in templates.values():
+        assert (ROOT / tpl["playbook"]).is_file(), tpl["playbook"]
+    assert templates["status"]["extra_vars"] == {"rollout_action": "status"}
+
+
+def test_every_survey_variable_is_read_by_its_playbook():
+    templates = configure()["vars"]["awx_templates"]
+    for tpl in templates:
+        if not tpl["survey"]:
+            continue
+        spec = json.loads((AWX / tpl["survey"]).read_text())
+        sources = (ROOT / tpl["playbook"]).read_text()
+        sources += "".join(p.read_text() for p in (ROOT / "playbooks" / "vars").glob("*.yml"))
+        sources += "".join(p.read_text() for p in (ROOT / "playbooks" / "tasks").glob("*.yml"))
+        for question in spec["spec"]:
+            assert question["required"] is False or question.get("default") is not None
+            assert re.search(r"\b%s\b" % question["variable"], sources), (tpl["name"], question["variable"])
+
+
+def test_workflow_approval_then_rollout_with_failure_path_to_rollback():
+    task = next(t for t in configure()["tasks"] if "awx.awx.workflow_job_template" in t)
+    nodes = {n["identifier"]: n for n in task["awx.awx.workflow_job_template"]["workflow_nodes"]}
+    assert nodes["status"]["related"]["success_nodes"] == [{"identifier": "approve"}]
+    assert nodes["approve"]["unified_job_template"]["type"] == "workflow_approval"
+    assert nodes["approve"]["related"]["success_nodes"] == [{"identifier": "rollout"}]
+    assert nodes["rollout"]["related"]["failure_nodes"] == [{"identifier": "rollback"}]
+    assert nodes["rollback"]["unified_job_template"]["name"] == "rollback"
+
+
+def test_no_interactive_prompt_in_any_playbook_or_role():
+    offenders = []
+    for path in list(ROOT.glob("*.yml")) + list((ROOT / "playbooks").rglob("*.yml")) + \
+            list((ROOT / "roles").rglob("*.yml")) + list(AWX.rglob("*.yml")):
+        text = path.read_text()
+        if re.search(r"^\s*vars_prompt\s*:", text, re.M) or re.search(r"ansible\.builtin\.pause:\s*\n\s+prompt", text) \
+                or re.search(r"^\s*pause\s*:\s*\n\s+prompt", text, re.M):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
