@@ -25,8 +25,8 @@ options:
     description:
       - When the window gave too little data to judge, fail the task. This is the default because
         a gate that cannot decide must not let a rollout go on.
-      - With V(false) the task succeeds and returns RV(inconclusive=true) and
-        RV(gate.passed=false) for the caller to decide.
+      - With V(false) the task succeeds and returns C(inconclusive=true) and
+        C(gate.passed=false) for the caller to decide.
     type: bool
     default: true
 notes:

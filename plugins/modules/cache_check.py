@@ -59,12 +59,14 @@ extends_documentation_fragment:
   - gradual.rollout.gate
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: A gate only reads; it samples the live server in check mode too.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 author:
-  - gradual.rollout contributors
+  - gradual.rollout contributors (@gradual-rollout)
 """
 
 EXAMPLES = r"""
@@ -225,7 +227,7 @@ def main() -> None:
         fail_on_inconclusive=dict(type="bool", default=True),
         min_hit_rate=dict(type="float"), min_lookups=dict(type="int", default=1),
         max_used_memory=dict(type="raw"), max_evicted=dict(type="int"),
-        key_pattern=dict(type="str"), scan_count=dict(type="int", default=1000),
+        key_pattern=dict(type="str", no_log=False), scan_count=dict(type="int", default=1000),
         min_key_count=dict(type="int"), max_key_count=dict(type="int"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)

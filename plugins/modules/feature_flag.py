@@ -95,8 +95,10 @@ extends_documentation_fragment:
   - gradual.rollout.redis
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
 notes:
   - PostgreSQL options are used by the V(postgres) backend and by O(audit.table); Redis options by
@@ -104,7 +106,7 @@ notes:
   - An invalid name or value, an unreachable store or an unwritable audit target fails before
     anything is changed.
 author:
-  - gradual.rollout contributors
+  - gradual.rollout contributors (@gradual-rollout)
 """
 
 EXAMPLES = r"""
@@ -219,7 +221,7 @@ def argument_spec() -> dict:
         mode=dict(type="raw", default="0640"),
         table=dict(type="str", default="feature_flags"),
         create_table=dict(type="bool", default=False),
-        key=dict(type="str", default="feature_flags"),
+        key=dict(type="str", default="feature_flags", no_log=False),
         audit=dict(type="dict", options=dict(
             file=dict(type="path"), table=dict(type="str"),
             actor=dict(type="str"), run_id=dict(type="str")),

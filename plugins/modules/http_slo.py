@@ -115,12 +115,14 @@ options:
     type: float
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details:
       - A gate only reads; GET, HEAD and OPTIONS loads run in check mode too.
       - Other methods may change the server, so in check mode they are not sent and the result is
         RV(skipped).
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 requirements:
   - jmespath (for O(assertions))
@@ -128,7 +130,7 @@ notes:
   - Latency is measured on the machine that runs the module; run it near the service (the app host
     itself or its load balancer) for figures that mean what the SLO means.
 author:
-  - gradual.rollout contributors
+  - gradual.rollout contributors (@gradual-rollout)
 """
 
 EXAMPLES = r"""

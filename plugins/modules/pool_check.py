@@ -83,12 +83,14 @@ extends_documentation_fragment:
   - gradual.rollout.gate
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: A gate only reads; it samples the live pool in check mode too.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 author:
-  - gradual.rollout contributors
+  - gradual.rollout contributors (@gradual-rollout)
 """
 
 EXAMPLES = r"""
