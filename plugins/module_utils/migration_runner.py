@@ -114,7 +114,8 @@ class Ledger:
 def applied_by() -> str:
     try:
         user = getpass.getuser()
-    except Exception:  # pylint: disable=broad-except - no passwd entry in some containers
+    # no passwd entry for the uid in some containers
+    except Exception:  # pylint: disable=broad-except
         user = "unknown"
     return "%s@%s" % (user, socket.gethostname())
 

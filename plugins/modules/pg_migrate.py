@@ -26,7 +26,7 @@ description:
     statement, the lock it takes, the rewrites) without changing anything.
 version_added: "1.0.0"
 author:
-  - gradual.rollout contributors
+  - gradual.rollout contributors (@gradual-rollout)
 options:
   path:
     description:
@@ -107,8 +107,10 @@ notes:
   - Lock timeouts are the runner's job; the SQL files do not need C(SET lock_timeout).
 attributes:
   check_mode:
+    description: Reads the ledger and returns the plan; changes nothing.
     support: full
   diff_mode:
+    description: Shows the ledger version before and after.
     support: full
 """
 
@@ -164,7 +166,7 @@ statements:
   elements: dict
   contains:
     version: {description: Migration version., type: str}
-    sql: {description: The statement as run (rewritten when autofix applied)., type: str}
+    sql: {description: "The statement as run, rewritten when autofix applied.", type: str}
     lock: {description: Strongest table lock it takes., type: str}
     duration_ms: {description: Time of the successful execution., type: int}
     attempts: {description: Executions including lock-timeout retries., type: int}

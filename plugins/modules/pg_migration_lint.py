@@ -24,7 +24,7 @@ description:
   - The same analysis is the CLI C(bin/pg-migration-lint) of the collection.
 version_added: "1.0.0"
 author:
-  - gradual.rollout contributors
+  - gradual.rollout contributors (@gradual-rollout)
 options:
   paths:
     description: SQL files or directories (walked for C(*.sql)) on the target.
@@ -42,8 +42,10 @@ requirements:
   - pglast
 attributes:
   check_mode:
+    description: Read-only; reports the same findings.
     support: full
   diff_mode:
+    description: Nothing changes, so there is no diff.
     support: none
 notes:
   - Read-only; never changes anything, so it reports the same in check mode.
@@ -71,7 +73,7 @@ findings:
   contains:
     file: {description: File path., type: str}
     line: {description: First line of the statement., type: int}
-    statement: {description: The statement (one line, shortened)., type: str}
+    statement: {description: "The statement, on one line and shortened.", type: str}
     rule: {description: Rule id (what gradual:ignore takes)., type: str}
     severity: {description: error or warning., type: str}
     message: {description: What goes wrong in production., type: str}
