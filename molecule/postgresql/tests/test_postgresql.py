@@ -1,0 +1,107 @@
+"""PostgreSQL primary + streaming replica: behaviour and hardening."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import testinfra
+
+PRIMARY = testinfra.get_host("docker://gr-postgresql-primary")
+REPLICA = testinfra.get_host("docker://gr-postgresql-replica")
+UNIT = "postgresql@15-main"
+
+
+def psql(host, sql, db="postgres"):
+    return host.check_output(f"su postgres -c \"psql -XAtq -d {db} -c \\\"{sql}\\\"\"")
+
+
+def remote(host, conninfo, sql, password):
+    """Run psql over TCP; returns the command result (rc, stdout, stderr)."""
+    return host.run(f"PGPASSWORD='{password}' PGCONNECT_TIMEOUT=5 psql -XAtq '{conninfo}' -c \"{sql}\"")
+
+
+@pytest.mark.parametrize("h", [PRIMARY, REPLICA], ids=["primary", "replica"])
+def test_service_and_hardening(h):
+    assert h.service(UNIT).is_running
+    assert h.service(UNIT).is_enabled
+    assert psql(h, "show data_checksums") == "on"
+    assert psql(h, "show ssl") == "on"
+    assert psql(h, "show ssl_min_protocol_version") == "TLSv1.2"
+    assert psql(h, "show password_encryption") == "scram-sha-256"
+    assert psql(h, "show log_connections") == "on"
+    assert psql(h, "show log_statement") == "ddl"
+    data = h.file("/var/lib/postgresql/15/main")
+    assert data.mode == 0o700 and data.user == "postgres"
+    hba = h.file("/etc/postgresql/15/main/pg_hba.conf")
+    assert hba.mode == 0o600
+    assert "trust" not in hba.content_string.replace("# Local sockets: peer. Remote: TLS and scram-sha-256 only; anything else is rejected. Never trust.", "")
+    # Nothing unexpected: the server reports no error in either file.
+    assert psql(h, "select count(*) from pg_file_settings where error is not null") == "0"
+    assert psql(h, "select count(*) from pg_hba_file_rules where error is not null") == "0"
+
+
+def test_tuning_from_memory():
+    # postgresql_memory_mb: 1024 in converge.yml → a quarter for shared_buffers.
+    assert psql(PRIMARY, "show shared_buffers") == "256MB"
+    assert psql(PRIMARY, "show effective_cache_size") == "768MB"
+
+
+def test_roles_and_database():
+    assert psql(PRIMARY, "select rolconnlimit from pg_roles where rolname = 'goalgpt_app'") == "40"
+    assert psql(PRIMARY, "select pg_get_userbyid(datdba) from pg_database where datname = 'goalgpt'") == "goalgpt_owner"
+    assert psql(PRIMARY, "select rolsuper from pg_roles where rolname = 'goalgpt_owner'") == "f"
+
+
+def test_replica_is_streaming_and_read_only():
+    assert psql(REPLICA, "select pg_is_in_recovery()") == "t"
+    assert psql(PRIMARY, "select active from pg_replication_slots where slot_name = 'gr_postgresql_replica'") == "t"
+    state = psql(PRIMARY, "select state from pg_stat_replication where application_name = 'gr_postgresql_replica'")
+    assert state == "streaming"
+    # Lag is observable on the primary.
+    psql(PRIMARY, "select coalesce(replay_lag, '0'::interval) from pg_stat_replication")
+    res = REPLICA.run("su postgres -c \"psql -XAtq -c 'create table nope (i int)'\"")
+    assert res.rc != 0 and "read-only" in res.stderr
+
+
+def test_row_written_on_primary_is_read_on_replica():
+    token = uuid.uuid4().hex
+    conn = "host=gr-postgresql-primary dbname=goalgpt user=goalgpt_owner sslmode=require"
+    res = remote(REPLICA, conn, "create table if not exists molecule_probe (token text); "
+                 f"insert into molecule_probe values ('{token}')", "molecule-owner-secret")
+    assert res.rc == 0, res.stderr
+    for _ in range(50):
+        got = REPLICA.run(f"su postgres -c \"psql -XAtq -d goalgpt -c \\\"select count(*) from molecule_probe where token = '{token}'\\\"\"")
+        if got.rc == 0 and got.stdout.strip() == "1":
+            return
+        time.sleep(0.2)
+    pytest.fail("row written on the primary never appeared on the replica")
+
+
+def test_remote_requires_ssl():
+    base = "host=gr-postgresql-primary dbname=goalgpt user=goalgpt_app"
+    plain = remote(REPLICA, base + " sslmode=disable", "select 1", "molecule-app-secret")
+    assert plain.rc != 0
+    assert "no encryption" in plain.stderr or "rejects connection" in plain.stderr
+    tls = remote(REPLICA, base + " sslmode=require", "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+                 "molecule-app-secret")
+    assert tls.rc == 0, tls.stderr
+    assert tls.stdout.strip() == "t"
+    wrong = remote(REPLICA, base + " sslmode=require", "select 1", "not-the-password")
+    assert wrong.rc != 0 and "password authentication failed" in wrong.stderr
+
+
+def test_analytics_is_read_only_and_owner_can_create_schemas():
+    owner = "host=gr-postgresql-primary dbname=goalgpt user=goalgpt_owner sslmode=require"
+    res = remote(REPLICA, owner, "create schema if not exists gradual; "
+                 "create table if not exists gradual.probe (i int); insert into gradual.probe values (1)",
+                 "molecule-owner-secret")
+    assert res.rc == 0, res.stderr
+    analytics = "host=gr-postgresql-primary dbname=goalgpt user=goalgpt_analytics sslmode=require"
+    ok = remote(REPLICA, analytics, "select count(*) from molecule_probe", "molecule-analytics-secret")
+    assert ok.rc == 0, ok.stderr
+    denied = remote(REPLICA, analytics, "insert into molecule_probe values ('x')", "molecule-analytics-secret")
+    assert denied.rc != 0 and "permission denied" in denied.stderr
+    app = "host=gr-postgresql-primary dbname=goalgpt user=goalgpt_app sslmode=require"
+    w = remote(REPLICA, app, "insert into molecule_probe values ('from-app')", "molecule-app-secret")
+    assert w.rc == 0, w.stderr
