@@ -38,7 +38,7 @@ def run_module(name: str, args: dict, check: bool = False, diff: bool = False,
     try:
         proc = subprocess.run([sys.executable, "-m",
                                f"ansible_collections.gradual.rollout.plugins.modules.{name}", argfile],
-                              capture_output=True, text=True, env=_env(), timeout=timeout, cwd=ROOT)
+                              capture_output=True, text=True, env=_env(), timeout=timeout, cwd=ROOT, check=False)
     finally:
         os.unlink(argfile)
     try:
@@ -63,7 +63,7 @@ def ansible_adhoc(name: str, args: dict, check: bool = False, diff: bool = False
            "localhost", "-i", "localhost,", "-c", "local", "-m", f"gradual.rollout.{name}",
            "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}"]
     cmd += (["--check"] if check else []) + (["--diff"] if diff else []) + (extra or [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT, check=False)
     data = json.loads(proc.stdout)
     host = data["plays"][0]["tasks"][0]["hosts"]["localhost"]
     host["rc"] = proc.returncode

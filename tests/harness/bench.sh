@@ -5,6 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 cd "$GR_ROOT" || exit 1
 export PATH="$GR_ROOT/.venv/bin:$PATH"
+export GR_OWNER="harness-$$"   # docker-down.sh stops only an engine started under this owner
 "$GR_ROOT/tests/harness/docker-up.sh"
 trap '"$GR_ROOT/tests/harness/docker-down.sh" || true' EXIT
 mkdir -p bench/results

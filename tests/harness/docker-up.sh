@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine answers. Start dockerd in the background when none runs, and remember
-# that we did (docker-down.sh stops only an engine this harness started).
+# who did: the pid file carries GR_OWNER (run-tests.sh sets it to its own pid), and docker-down.sh
+# stops the engine only for that same owner. An engine started by hand (`make docker`) or by
+# anything else is never stopped by the harness.
 # shellcheck source=tests/harness/lib.sh
 source "$(dirname "$0")/lib.sh"
 need_cmd docker "apt-get install docker.io"
@@ -13,10 +15,10 @@ need_disk 4000 /var/lib/docker
 log="$GR_STATE/dockerd.log"
 say "starting dockerd (log: $log)"
 nohup dockerd >"$log" 2>&1 &
-echo $! > "$GR_STATE/dockerd.pid"
+printf '%s %s\n' "$!" "${GR_OWNER:-manual}" > "$GR_STATE/dockerd.pid"
 for _ in $(seq 1 60); do
   docker info >/dev/null 2>&1 && exit 0
-  kill -0 "$(cat "$GR_STATE/dockerd.pid")" 2>/dev/null || break
+  kill -0 "$(cut -d' ' -f1 "$GR_STATE/dockerd.pid")" 2>/dev/null || break
   sleep 0.5
 done
 tail -n 5 "$log" >&2 || true

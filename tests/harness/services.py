@@ -97,25 +97,25 @@ class Postgres:
         pwfile = self.base / "pw"
         pwfile.write_text(self.password + "\n")
         _chown_tree(self.base)
-        subprocess.run(_as_service_user() + [str(PG_BIN / "initdb"), "-D", str(self.datadir),
-                        "-U", self.user, "--pwfile", str(pwfile), "--auth-local=trust",
-                        "--auth-host=scram-sha-256", "--data-checksums", "-E", "UTF8"],
-                       check=True, capture_output=True)
+        initdb = [str(PG_BIN / "initdb"), "-D", str(self.datadir), "-U", self.user,
+                  "--pwfile", str(pwfile), "--auth-local=trust", "--auth-host=scram-sha-256",
+                  "--data-checksums", "-E", "UTF8"]
+        subprocess.run(_as_service_user() + initdb, check=True, capture_output=True)
         pwfile.unlink()
         opts = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
                 "-c max_connections=60 -c superuser_reserved_connections=3 -c fsync=off "
                 "-c shared_preload_libraries=pg_stat_statements")
-        proc = subprocess.run(_as_service_user() + [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir),
-                               "-l", str(self.base / "server.log"), "-o", opts, "-w", "start"],
-                              capture_output=True, text=True)
+        pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir),
+                  "-l", str(self.base / "server.log"), "-o", opts, "-w", "start"]
+        proc = subprocess.run(_as_service_user() + pg_ctl, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             log = (self.base / "server.log").read_text() if (self.base / "server.log").exists() else ""
             raise ServiceError(f"PostgreSQL did not start: {proc.stderr.strip()} {log[-500:]}")
         return self
 
     def stop(self) -> None:
-        subprocess.run(_as_service_user() + [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir),
-                        "-m", "immediate", "stop"], capture_output=True)
+        pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop"]
+        subprocess.run(_as_service_user() + pg_ctl, capture_output=True, check=False)
 
     def psql(self, sql: str, dbname: str = "postgres") -> str:
         env = dict(os.environ, PGPASSWORD=self.password)
