@@ -17,6 +17,8 @@ description:
   - O(operation=start) resumes the stage's row left C(running) by an interrupted run, or inserts a
     new one. O(operation=progress) records a finished batch. O(operation=finish) closes the row as
     C(passed), C(failed) or C(rolled_back).
+  - O(operation=reset) deletes every row of the plan (a lab or a demo starting over); the rows are
+    returned as RV(rows) for the record.
   - Every write returns C(rollout_event), which the C(gradual.rollout.rollout_notify) callback posts
     to a webhook and appends to an audit file.
 extends_documentation_fragment:
@@ -26,7 +28,7 @@ options:
   operation:
     description: What to do.
     type: str
-    choices: [read, start, progress, finish, ensure_schema]
+    choices: [read, start, progress, finish, ensure_schema, reset]
     default: read
   plan:
     description: Name of the rollout plan; rows of different plans never mix.
@@ -71,7 +73,8 @@ attributes:
     details: Reads are real; writes are reported as they would happen and not made.
 notes:
   - The table is C(<schema>.rollout_state); a status check constraint keeps values honest.
-author: gradual.rollout contributors
+author:
+  - gradual.rollout contributors (@gradual-rollout)
 """
 
 EXAMPLES = r"""
@@ -123,6 +126,11 @@ rollout_event:
   description: Summary for notifications (plan, stage, event, status, reason, figures, actor).
   returned: when operation is start, progress or finish
   type: dict
+removed:
+  description: Rows deleted by O(operation=reset).
+  returned: when operation is reset
+  type: list
+  elements: dict
 executed_queries:
   description: Statements sent to the server (parameters not expanded).
   returned: always
@@ -234,7 +242,8 @@ class State:
 def main():
     argument_spec = pg_argument_spec()
     argument_spec.update(
-        operation=dict(type="str", default="read", choices=["read", "start", "progress", "finish", "ensure_schema"]),
+        operation=dict(type="str", default="read",
+                       choices=["read", "start", "progress", "finish", "ensure_schema", "reset"]),
         plan=dict(type="str", required=True),
         stage=dict(type="str"),
         run_id=dict(type="int"),
@@ -266,7 +275,14 @@ def main():
             result["changed"] = state.ensure()
         now = datetime.now().astimezone().isoformat()
         event = None
-        if op == "start":
+        if op == "reset":
+            removed = state.read(p["plan"])
+            if removed and not module.check_mode:
+                with conn.cursor() as cur:
+                    state.execute(cur, sql.SQL("DELETE FROM {} WHERE plan = %s").format(state.table), (p["plan"],))
+            result["changed"] = bool(removed)
+            result["removed"] = removed
+        elif op == "start":
             running = [r for r in state.read(p["plan"]) if r["stage"] == p["stage"] and r["status"] == "running"]
             result["resumed"] = bool(running)
             if module.check_mode:

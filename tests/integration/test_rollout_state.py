@@ -86,3 +86,16 @@ def test_unreachable_database_fails_naming_the_target(postgres):
     res = run_module("rollout_state", dict(login_host="127.0.0.1", login_port=1, login_user="x",
                                            login_password="y", db="nope", plan="p", connect_timeout=2))
     assert res.get("failed") and "127.0.0.1" in res["msg"] and "x@" in res["msg"]
+
+
+def test_reset_removes_only_this_plans_rows(postgres, pg_db):
+    run_module("rollout_state", args(postgres, pg_db, operation="start", stage="a"))
+    run_module("rollout_state", args(postgres, pg_db, operation="start", stage="a", plan="other"))
+    checked = run_module("rollout_state", args(postgres, pg_db, operation="reset"), check=True)
+    assert checked["changed"] is True and len(checked["removed"]) == 1
+    assert postgres.psql("SELECT count(*) FROM gradual.rollout_state", pg_db) == "2"
+    res = run_module("rollout_state", args(postgres, pg_db, operation="reset"))
+    assert res["changed"] is True and res["rows"] == []
+    assert postgres.psql("SELECT plan FROM gradual.rollout_state", pg_db) == "other"
+    again = run_module("rollout_state", args(postgres, pg_db, operation="reset"))
+    assert again["changed"] is False
