@@ -10,9 +10,11 @@
 //
 // Flags and limits come from the environment (app.env + flags.env, loaded by PM2's ecosystem file
 // or systemd's EnvironmentFile=) and from the `feature_flags` table (name text, value jsonb) when
-// it exists. Precedence: FLAG_PRECEDENCE=table (default) lets a row override the environment, so a
-// flag flipped in the table applies within FLAG_REFRESH_MS without a reload; FLAG_PRECEDENCE=env
-// makes the environment win and the table only fill flags the environment does not set.
+// it exists. Precedence: FLAG_PRECEDENCE=env (default) makes the environment win and the table only
+// fill flags the environment does not set: flags.env is what a rollout edits and what a rollback
+// restores, so a stale row can never keep a flag on after a rollback. FLAG_PRECEDENCE=table lets a
+// row override the environment, so a flag flipped in the table applies within FLAG_REFRESH_MS
+// without a reload.
 //
 // Zero-drop reloads: `ready` is sent to PM2 (wait_ready) only once the server listens; on SIGINT,
 // SIGTERM or PM2's `shutdown` message the server stops accepting, answers in-flight requests with
@@ -36,7 +38,7 @@ const APP_NAME = env.APP_NAME || 'goalgpt-api';
 const KEY_PREFIX = env.REDIS_KEY_PREFIX || 'goalgpt';
 const STANDINGS_TTL = intEnv('CACHE_STANDINGS_TTL_SECONDS', 300);
 const FLAG_REFRESH_MS = intEnv('FLAG_REFRESH_MS', 5000);
-const FLAG_PRECEDENCE = (env.FLAG_PRECEDENCE || 'table').toLowerCase();
+const FLAG_PRECEDENCE = (env.FLAG_PRECEDENCE || 'env').toLowerCase();
 const FLAGS_TABLE = env.FEATURE_FLAGS_TABLE || 'feature_flags';
 const SHUTDOWN_TIMEOUT_MS = intEnv('SHUTDOWN_TIMEOUT_MS', 8000);
 const POOL_MAX = intEnv('DB_POOL_MAX', 10);
@@ -86,7 +88,7 @@ function effectiveFlags() {
     const fromEnv = coerce(def, env[name]);
     const fromTable = coerce(def, tableFlags[name]);
     let value; let source;
-    const order = FLAG_PRECEDENCE === 'env' ? [[fromEnv, 'env'], [fromTable, 'table']] : [[fromTable, 'table'], [fromEnv, 'env']];
+    const order = FLAG_PRECEDENCE === 'table' ? [[fromTable, 'table'], [fromEnv, 'env']] : [[fromEnv, 'env'], [fromTable, 'table']];
     for (const [v, s] of order) {
       if (v !== undefined) { value = v; source = s; break; }
     }

@@ -1,0 +1,126 @@
+"""nginx role: redirect, TLS profile, security headers on every response and location, CORS,
+429 on a burst, a broken config refused while the old one serves, drain/undrain by reload."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCENARIO = Path(__file__).resolve().parents[1]
+SECURITY = ["x-content-type-options", "x-frame-options", "referrer-policy", "content-security-policy",
+            "permissions-policy", "strict-transport-security"]
+
+
+def fetch(host, url, extra=""):
+    """(status, {header: value}) of one request made on the host with curl."""
+    out = host.check_output(f"curl -sk -o /dev/null -D - {extra} '{url}'")
+    lines = out.replace("\r", "").split("\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    return status, headers
+
+
+def main_pid(host):
+    return host.check_output("systemctl show nginx -p MainPID --value")
+
+
+def playbook(name, *extra):
+    cmd = ["ansible-playbook", str(SCENARIO / name), *extra]
+    if os.environ.get("MOLECULE_INVENTORY_FILE"):
+        cmd += ["-i", os.environ["MOLECULE_INVENTORY_FILE"]]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ.copy())
+
+
+def test_default_site_removed_and_tokens_off(host):
+    assert not host.file("/etc/nginx/sites-enabled/default").exists
+    _, headers = fetch(host, "https://127.0.0.1/")
+    assert headers["server"] == "nginx"
+
+
+def test_http_redirects_with_308_and_headers(host):
+    status, headers = fetch(host, "http://127.0.0.1/api/ping?x=1")
+    assert status == 308
+    assert headers["location"] == "https://127.0.0.1/api/ping?x=1"
+    for name in SECURITY[:-1]:
+        assert name in headers, name
+
+
+@pytest.mark.parametrize("path,expected", [
+    ("/", 200),                    # location /
+    ("/api/ping", 200),            # location /api/
+    ("/health", 200),              # location /health
+    ("/nope", 404),                # the upstream's 404, passed through
+    ("/.git/config", 404),         # nginx's own 404 through its error page
+])
+def test_security_headers_everywhere(host, path, expected):
+    status, headers = fetch(host, "https://127.0.0.1" + path)
+    assert status == expected
+    missing = [h for h in SECURITY if h not in headers]
+    assert not missing, f"{path}: missing {missing}"
+    assert headers["strict-transport-security"].startswith("max-age=63072000")
+
+
+def test_tls_profile(host):
+    tls11 = host.run("echo | openssl s_client -connect 127.0.0.1:443 -tls1_1 -cipher 'DEFAULT@SECLEVEL=0' 2>&1")
+    assert tls11.rc != 0 or "Cipher is (NONE)" in tls11.stdout
+    for flag in ("-tls1_2", "-tls1_3"):
+        ok = host.run(f"echo | openssl s_client -connect 127.0.0.1:443 {flag} 2>&1")
+        assert ok.rc == 0 and "Cipher is (NONE)" not in ok.stdout, ok.stdout[-500:]
+    weak = host.run("echo | openssl s_client -connect 127.0.0.1:443 -tls1_2 -cipher AES128-SHA 2>&1")
+    assert weak.rc != 0
+
+
+def test_cors_allow_list(host):
+    _, allowed = fetch(host, "https://127.0.0.1/api/ping", "-H 'Origin: https://app.example.test'")
+    assert allowed["access-control-allow-origin"] == "https://app.example.test"
+    _, denied = fetch(host, "https://127.0.0.1/api/ping", "-H 'Origin: https://evil.example'")
+    assert "access-control-allow-origin" not in denied
+    assert "x-frame-options" in denied
+    status, pre = fetch(host, "https://127.0.0.1/api/ping",
+                        "-X OPTIONS -H 'Origin: https://app.example.test' -H 'Access-Control-Request-Method: GET'")
+    assert status == 204 and pre["access-control-allow-origin"] == "https://app.example.test"
+    assert "content-security-policy" in pre
+
+
+def test_broken_config_refused_old_one_serves(host):
+    pid = main_pid(host)
+    run = playbook("broken.yml")
+    assert run.returncode != 0
+    assert "nginx -t rejected" in run.stdout, run.stdout[-3000:]
+    assert "this_is_not_a_directive" not in host.file("/etc/nginx/conf.d/goalgpt.conf").content_string
+    assert host.run("nginx -t").rc == 0
+    assert fetch(host, "https://127.0.0.1/")[0] == 200
+    assert main_pid(host) == pid
+    assert host.check_output("ls /etc/nginx/conf.d/") == "goalgpt-upstream.conf\ngoalgpt.conf"
+
+
+def test_drain_and_undrain_reload_only(host):
+    pid = main_pid(host)
+    run = playbook("drain.yml", "-e", "op=drain")
+    assert run.returncode == 0, run.stdout[-3000:]
+    upstream = host.file("/etc/nginx/conf.d/goalgpt-upstream.conf").content_string
+    assert "127.0.0.1:3001 max_fails=2 fail_timeout=10s down;" in upstream
+    assert "127.0.0.1:3000 max_fails=2 fail_timeout=10s;" in upstream
+    assert fetch(host, "https://127.0.0.1/health")[0] == 200
+    run = playbook("drain.yml", "-e", "op=undrain")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert " down;" not in host.file("/etc/nginx/conf.d/goalgpt-upstream.conf").content_string
+    assert main_pid(host) == pid
+
+
+def test_burst_gets_429_with_headers(host):
+    # Runs last: it uses up the rate limit. 60 requests back to back, well over 10r/s burst 20.
+    codes = host.check_output(
+        "for i in $(seq 60); do curl -sk -o /dev/null -w '%{http_code}\\n' https://127.0.0.1/api/ping; done")
+    assert "429" in codes.split()
+    status, headers = fetch(host, "https://127.0.0.1/api/ping")
+    if status == 429:
+        assert all(h in headers for h in SECURITY)
+    body = host.check_output("for i in $(seq 30); do curl -sk https://127.0.0.1/api/ping; echo; done")
+    assert '"too many requests"' in body
