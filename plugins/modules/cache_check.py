@@ -220,7 +220,7 @@ def verdict(module, out: dict, limits: dict) -> dict:
     ], inconclusive)
 
 
-def main() -> None:
+def argument_spec() -> dict:
     spec = redis_argument_spec()
     spec.update(
         duration=dict(type="raw"), interval=dict(type="raw"),
@@ -230,7 +230,11 @@ def main() -> None:
         key_pattern=dict(type="str", no_log=False), scan_count=dict(type="int", default=1000),
         min_key_count=dict(type="int"), max_key_count=dict(type="int"),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    return spec
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     limits = parse_limits(module)
     client = redis_connect(module)

@@ -357,7 +357,7 @@ def verdict(module, out: dict) -> dict:
     ], inconclusive)
 
 
-def main() -> None:
+def argument_spec() -> dict:
     spec = pg_argument_spec()
     spec.update(
         source=dict(type="str", required=True, choices=["postgres", "pgbouncer", "http"]),
@@ -370,7 +370,11 @@ def main() -> None:
         max_utilization=dict(type="float"), max_waiting=dict(type="int"),
         max_idle_in_transaction=dict(type="int"),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
+    return spec
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_if=[["source", "http", ["url"]]])
     p = module.params
     check_source_options(module)
