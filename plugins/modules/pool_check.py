@@ -191,6 +191,11 @@ from ansible_collections.gradual.rollout.plugins.module_utils.pg import (
     conn_params, pg_argument_spec, pg_connect)
 
 try:
+    import psycopg2
+except ImportError:
+    psycopg2 = None  # pg_connect reports the missing library
+
+try:
     import jmespath
     HAS_JMESPATH = True
     JMESPATH_ERROR = None
@@ -216,15 +221,34 @@ FROM pg_stat_activity WHERE pid <> pg_backend_pid()
 """
 
 
-class PostgresSampler:
+class _Reconnecting:
+    """A sample after a lost connection (server restart, PgBouncer RELOAD) reconnects instead of
+    failing every remaining sample of a long watch."""
+
+    conn = None
+    params: dict = {}
+
+    def _live(self):
+        if self.conn is None or self.conn.closed:
+            self.conn = psycopg2.connect(**self.params)
+            self.conn.autocommit = True
+        return self.conn
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+
+
+class PostgresSampler(_Reconnecting):
     """One pg_stat_activity query per sample on an autocommit connection (fresh statistics)."""
 
     def __init__(self, module):
         self.module = module
-        self.conn = pg_connect(module, autocommit=True)
+        self.params = conn_params(module)
+        self.conn = pg_connect(module, autocommit=True, params=self.params)
 
     def take(self) -> dict:
-        with self.conn.cursor() as cur:
+        with self._live().cursor() as cur:
             cur.execute(PG_SAMPLE_SQL)
             clients, active, idle, iit, iit_age, waiting, capacity = cur.fetchone()
         return {"utilization": round(100.0 * clients / capacity, 2) if capacity > 0 else None,
@@ -232,11 +256,8 @@ class PostgresSampler:
                 "total": capacity, "idle_in_transaction": iit,
                 "idle_in_transaction_age": round(iit_age, 3)}
 
-    def close(self):
-        self.conn.close()
 
-
-class PgBouncerSampler:
+class PgBouncerSampler(_Reconnecting):
     """SHOW POOLS per sample on the admin console; SHOW DATABASES for the pool sizes."""
 
     def __init__(self, module):
@@ -249,7 +270,7 @@ class PgBouncerSampler:
         self.sizes = self._pool_sizes()
 
     def _rows(self, command: str) -> list:
-        with self.conn.cursor() as cur:
+        with self._live().cursor() as cur:
             cur.execute(command)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
@@ -263,9 +284,6 @@ class PgBouncerSampler:
             self.sizes = self._pool_sizes()
         p = self.module.params
         return G.pgbouncer_figures(pools, self.sizes, p["pool_database"], p["pool_user"])
-
-    def close(self):
-        self.conn.close()
 
 
 class HttpSampler:

@@ -6,6 +6,7 @@ import contextlib
 import http.server
 import json
 import threading
+import time
 
 import psycopg2
 import pytest
@@ -174,3 +175,30 @@ def test_unreachable_sources_fail_at_once(postgres):
     res = run_module("pool_check", dict(pg_args(postgres), source="postgres", login_password="bad",
                                         connect_timeout=2))
     assert res.get("failed") and "cannot connect to PostgreSQL" in res["msg"]
+
+
+def test_postgres_watch_survives_a_terminated_connection(postgres):
+    """A long watch keeps sampling after its connection is killed (restart, failover)."""
+    result = {}
+    args = dict(pg_args(postgres), source="postgres", duration=3, interval=0.5, min_samples=3)
+    thread = threading.Thread(target=lambda: result.update(run_module("pool_check", args)))
+    thread.start()
+    find = ("SELECT pid FROM pg_stat_activity WHERE application_name = 'gradual.rollout/pool_check' "
+            "AND query LIKE '%pg_stat_activity%'")
+    conn = psycopg2.connect(**postgres.conninfo())
+    conn.autocommit = True  # pg_stat_activity is a snapshot per transaction: see new backends
+    with conn.cursor() as cur:
+        deadline = time.monotonic() + 60
+        pids = []
+        while not pids and time.monotonic() < deadline and thread.is_alive():
+            cur.execute(find)
+            pids = [r[0] for r in cur.fetchall()]
+            time.sleep(0.01)
+        assert pids, "pool_check never took its first sample: %s" % result
+        cur.execute("SELECT pg_terminate_backend(%s)", (pids[0],))
+    conn.close()
+    thread.join(60)
+    errors = [s for s in result["samples"] if "error" in s]
+    assert result["rc"] == 0, result.get("msg")
+    assert len(errors) == 1 and "error" not in result["samples"][-1]
+    assert result["sample_count"] == len(result["samples"]) - 1 >= 3
