@@ -23,7 +23,7 @@ debian_mirror() {
   printf '%s\n' "$uri"
 }
 
-MIRROR=$(debian_mirror)
+MIRROR=${GR_DEBIAN_MIRROR:-$(debian_mirror)}   # override: GR_DEBIAN_MIRROR=http://mirror.example/debian
 [ -r "$CA_BUNDLE" ] || die "CA bundle $CA_BUNDLE is not readable"
 HASH=$( { cat "$0"; echo "$MIRROR $SUITE $INCLUDE"; sha256sum "$CA_BUNDLE"; } | sha256sum | cut -c1-12)
 TAG="$GR_IMAGE:$HASH"
@@ -42,9 +42,12 @@ trap cleanup EXIT
 say "building $TAG from $MIRROR (debootstrap, about a minute)"
 if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$work/root" "$MIRROR" \
       >"$work/debootstrap.log" 2>&1; then
+  if grep -qE "Failed getting release file|Couldn't download|Failure trying to run" "$work/debootstrap.log" \
+     && ! grep -q "I: Base system installed" "$work/debootstrap.log"; then
+    grep -E "^E:" "$work/debootstrap.log" | tail -n 2 >&2 || true
+    die "the Debian mirror $MIRROR cannot be read (set GR_DEBIAN_MIRROR or fix /etc/apt/sources.list.d)"
+  fi
   tail -n 5 "$work/debootstrap.log" >&2
-  grep -q "Failed getting release file" "$work/debootstrap.log" \
-    && die "the mirror $MIRROR cannot be read"
   die "debootstrap failed (last lines above)"
 fi
 

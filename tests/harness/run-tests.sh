@@ -45,8 +45,6 @@ molecule_one() {
 # Scenarios run in GR_MOLECULE_JOBS lanes (default 2): much of a converge waits on apt, systemd
 # and sleeps, so two lanes finish sooner on two cores. rollout runs alone, after the others.
 run_molecule() {
-  phase docker-engine "$H/docker-up.sh" || return 1
-  phase base-image "$H/build-image.sh" || return 1
   mkdir -p tests/output
   local list=("$@") jobs=${GR_MOLECULE_JOBS:-2} s i lane
   [ "${#list[@]}" -gt 0 ] || mapfile -t list < <(scenarios)
@@ -71,8 +69,14 @@ run_molecule() {
   return "$rc"
 }
 
+containers() {
+  phase docker-engine "$H/docker-up.sh" && phase base-image "$H/build-image.sh"
+}
+
 case "$mode" in
   all|fast)
+    # The engine and the base image first: integration tests and molecule both need them.
+    if [ "$mode" = all ]; then containers || exit 1; fi
     step yamllint yamllint -s .
     step ansible-lint ansible-lint -q
     step sanity "$H/sanity.sh"
@@ -81,7 +85,7 @@ case "$mode" in
       step pytest-integration pytest_dir tests/integration
       run_molecule || failed+=(molecule)
     fi ;;
-  molecule) run_molecule "$@" || failed+=(molecule) ;;
+  molecule) containers || exit 1; run_molecule "$@" || failed+=(molecule) ;;
   *) die "usage: run-tests.sh all|fast|molecule [SCENARIO...]" ;;
 esac
 
