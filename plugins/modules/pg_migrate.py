@@ -90,6 +90,14 @@ options:
     description: Mean pause between attempts, in milliseconds (jittered by +/- 50%).
     type: int
     default: 1000
+  session_settings:
+    description:
+      - Settings for the migration's session, set with C(set_config) before anything runs, for
+        example C(maintenance_work_mem) or C(max_parallel_maintenance_workers) (C(0) keeps a
+        concurrent index build on one core, leaving the others to the traffic).
+      - C(lock_timeout) and C(statement_timeout) are the runner's and are refused here.
+    type: dict
+    default: {}
   concurrent_lock_timeout_ms:
     description:
       - C(lock_timeout) of C(CONCURRENTLY) statements; C(0) waits (they do not block reads or writes
@@ -229,6 +237,7 @@ def argument_spec() -> dict:
         lock_retries=dict(type="int", default=10),
         retry_sleep_ms=dict(type="int", default=1000),
         concurrent_lock_timeout_ms=dict(type="int", default=0),
+        session_settings=dict(type="dict", default={}),
     )
     return spec
 
@@ -366,6 +375,23 @@ def take_backup(module) -> str:
     return dump
 
 
+RUNNER_SETTINGS = ("lock_timeout", "statement_timeout")
+
+
+def apply_session_settings(module, conn) -> None:
+    """set_config each of session_settings; fail naming a bad one."""
+    for name, value in sorted(module.params["session_settings"].items()):
+        if name.lower() in RUNNER_SETTINGS:
+            module.fail_json(msg="session_settings.%s: the runner sets %s itself (see lock_timeout_ms and "
+                             "the ladder options); remove it" % (name, name))
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT set_config(%s, %s, false)", (name, str(value)))
+        except mrun.psycopg2.Error as exc:
+            module.fail_json(msg="session_settings.%s=%s rejected by PostgreSQL: %s"
+                             % (name, value, str(exc).strip()))
+
+
 def current_version(rows: dict) -> int:
     complete = [n for n, r in rows.items() if r["complete"]]
     return max(complete) if complete else 0
@@ -400,6 +426,11 @@ def main() -> None:
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
     check_ladder(module)
+    if module.check_mode and not os.path.exists(module.params["path"]):
+        module.warn("path %s does not exist yet (in check mode the task that copies the migrations did "
+                    "not run): no plan" % module.params["path"])
+        module.exit_json(changed=False, applied=[], rolled_back=[], statements=[], log=[], findings=[],
+                         plan=[], version_before="unknown", version_after="unknown")
     try:
         migrations = mplan.discover(module.params["path"])
     except mplan.PlanError as exc:
@@ -407,6 +438,7 @@ def main() -> None:
     target = parse_target(module, migrations)
     ledger = mrun.Ledger(module.params["ledger_schema"], module.params["ledger_table"])
     conn = pg_connect(module, autocommit=True)
+    apply_session_settings(module, conn)
     rows = ledger.rows(conn)
     warnings = verify_checksums(module, migrations, rows)
     up, down = work_to_do(migrations, rows, target)

@@ -296,3 +296,24 @@ def test_bad_target_names_the_value(postgres, pg_db, migdir):
     write(migdir, "001_base.up.sql", BASE)
     res = run_module("pg_migrate", args(postgres, pg_db, migdir, target="7"))
     assert res["rc"] != 0 and "target=7" in res["msg"]
+
+
+def test_session_settings_apply_and_runner_settings_are_refused(postgres, pg_db, migdir):
+    write(migdir, "001_base.up.sql", BASE)
+    refused = run_module("pg_migrate", args(postgres, pg_db, migdir, session_settings={"lock_timeout": "0"}))
+    assert refused["rc"] != 0 and "session_settings.lock_timeout" in refused["msg"]
+    bad = run_module("pg_migrate", args(postgres, pg_db, migdir, session_settings={"work_mem": "lots"}))
+    assert bad["rc"] != 0 and "session_settings.work_mem=lots" in bad["msg"]
+    write(migdir, "002_idx.up.sql", "CREATE INDEX CONCURRENTLY orders_amount_idx ON orders (amount);\n")
+    ok = run_module("pg_migrate", args(postgres, pg_db, migdir, session_settings={
+        "max_parallel_maintenance_workers": 0, "maintenance_work_mem": "64MB"}))
+    assert ok["rc"] == 0, ok
+    assert ok["applied"] == ["001", "002"]
+
+
+def test_check_mode_on_missing_path_warns_without_failing(postgres, pg_db, tmp_path):
+    res = run_module("pg_migrate", args(postgres, pg_db, tmp_path / "not-copied-yet"), check=True)
+    assert res["rc"] == 0 and res["changed"] is False
+    assert any("does not exist yet" in w for w in res.get("warnings", []))
+    real = run_module("pg_migrate", args(postgres, pg_db, tmp_path / "not-copied-yet"))
+    assert real["rc"] != 0 and "not a directory" in real["msg"]
