@@ -2,11 +2,13 @@
 memory and eviction limits, SCAN key counts, and bad input."""
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
 import pytest
 
+import services
 from ansible_run import run_module
 
 CLIENT_NAME = "gradual.rollout/cache_check"
@@ -137,3 +139,44 @@ def test_bad_input_fails_clearly(redis_server, extra, message):
 def test_unreachable_redis_fails_clearly():
     res = run_module("cache_check", {"redis_host": "127.0.0.1", "redis_port": 9, "redis_timeout": 2})
     assert res.get("failed") is True and "cannot connect to Redis at default@127.0.0.1:9/0" in res["msg"]
+
+
+def self_signed(folder):
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory):
+    """A second Redis that speaks only TLS (port 0 = no plain port), with an ACL user."""
+    folder = tmp_path_factory.mktemp("redis-tls")
+    cert, key = self_signed(folder)
+    port = services.free_port()
+    (folder / "redis.conf").write_text(
+        f"bind 127.0.0.1\nport 0\ntls-port {port}\ntls-cert-file {cert}\ntls-key-file {key}\n"
+        f"tls-ca-cert-file {cert}\ntls-auth-clients no\ndir {folder}\nsave \"\"\n"
+        "user default off\nuser monitor on >gr-tls-monitor ~* &* +@all\n")
+    proc = subprocess.Popen(["redis-server", str(folder / "redis.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    services.wait_port(port, proc=proc)
+    yield {"port": port, "cert": str(cert)}
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_tls_with_ca_passes_and_without_trust_fails(tls_redis):
+    base = {"redis_host": "127.0.0.1", "redis_port": tls_redis["port"], "redis_username": "monitor",
+            "redis_password": "gr-tls-monitor", "redis_tls": True, "duration": 0.2}
+    res = run_module("cache_check", dict(base, redis_ca_cert=tls_redis["cert"], max_used_memory="1gb"))
+    assert res["rc"] == 0 and res["used_memory"] > 0, res.get("msg")
+    res = run_module("cache_check", base)  # the self-signed certificate is not trusted by default
+    assert res.get("failed") and "cannot connect to Redis at monitor@127.0.0.1" in res["msg"]
+    assert "(tls)" in res["msg"] and "certificate" in res["msg"].lower()
+    res = run_module("cache_check", dict(base, redis_validate_certs=False))
+    assert res["rc"] == 0, res.get("msg")
+    res = run_module("cache_check", dict(base, redis_tls=False, redis_timeout=2))
+    assert res.get("failed") and "cannot connect to Redis" in res["msg"]

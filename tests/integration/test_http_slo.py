@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import ssl
+import subprocess
 import threading
 import time
 
@@ -36,6 +38,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif self.path == "/text":
             self._send(200, b"not json", "text/plain")
             return
+        elif self.path == "/hang" and n % 10 == 0:
+            time.sleep(1.0)
+        elif self.path == "/close":
+            self.close_connection = True  # Connection: close on every response
         self._send(status, json.dumps(doc).encode(), "application/json")
 
     do_HEAD = do_GET  # noqa: N815
@@ -47,6 +53,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _send(self, status, body, ctype):
         self.send_response(status)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -56,14 +64,47 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a client that timed out and left makes the late write fail: expected here
+
+
+def serve(context=None):
+    srv = Server(("127.0.0.1", 0), Handler)
+    if context is not None:
+        srv.socket = context.wrap_socket(srv.socket, server_side=True)
+    Handler.counts = {}
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
 @pytest.fixture
 def server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    Handler.counts = {}
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
+    srv = serve()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("https")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def https_server(cert):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*cert)
+    srv = serve(context)
+    yield f"https://127.0.0.1:{srv.server_address[1]}", str(cert[0])
     srv.shutdown()
     srv.server_close()
 
@@ -160,3 +201,29 @@ def test_full_stack_failure_keeps_figures(server):
 def test_bad_input_fails_clearly(args, message):
     res = run_module("http_slo", args)
     assert res.get("failed") is True and message in res["msg"], res.get("msg")
+
+
+def test_https_with_ca_and_without_verification(https_server):
+    url, ca = https_server
+    res = run_module("http_slo", {"url": url + "/fast", "requests": 100, "concurrency": 4, "ca_path": ca,
+                                  "max_error_rate": 0})
+    assert res["rc"] == 0 and res["status_counts"] == {"200": 100}, res.get("msg")
+    res = run_module("http_slo", {"url": url + "/fast", "requests": 5, "concurrency": 1})
+    assert res.get("failed") and "SSLCertVerificationError" in res["msg"]
+    res = run_module("http_slo", {"url": url + "/fast", "requests": 20, "validate_certs": False,
+                                  "max_error_rate": 0})
+    assert res["rc"] == 0 and res["requests"] == 20
+
+
+def test_server_closing_connections_is_not_an_error(server):
+    res = run_module("http_slo", {"url": server + "/close", "requests": 60, "concurrency": 3,
+                                  "max_error_rate": 0})
+    assert res["rc"] == 0 and res["status_counts"] == {"200": 60}, res.get("msg")
+
+
+def test_timeouts_count_as_errors(server):
+    res = run_module("http_slo", {"url": server + "/hang", "requests": 100, "concurrency": 4,
+                                  "timeout": 0.3, "max_error_rate": 1})
+    assert res.get("failed") is True
+    assert res["transport_errors"].get("TimeoutError", 0) >= 10  # every 10th request hangs 1 s
+    assert res["error_rate"] >= 10 and "error_rate" in res["msg"]
