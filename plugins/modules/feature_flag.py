@@ -313,7 +313,14 @@ def run_env_file(module, desired: dict) -> dict:
                          "config folder) or fix path" % (path, folder), changed=False)
     if os.path.isdir(path):
         module.fail_json(msg="path %s is a directory; give the env file itself" % path, changed=False)
-    before_text, values = F.read_env_file(path)
+    if not os.access(folder, os.W_OK):
+        module.fail_json(msg="path %s: folder %s is not writable by uid %d (the atomic write puts a "
+                         "temporary file beside it); run with become or fix the folder's permissions"
+                         % (path, folder, os.getuid()), changed=False)
+    try:
+        before_text, values = F.read_env_file(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        module.fail_json(msg="cannot read env file %s: %s" % (path, to_native(exc)), changed=False)
     result = F.plan(values, desired, "env_file")
     after_text = F.edit_env_text(before_text, {n: None if v is None else F.as_text(v)
                                                for n, v in desired.items()})
@@ -325,7 +332,11 @@ def run_env_file(module, desired: dict) -> dict:
     if result["changes"] and not module.check_mode:
         records = F.audit_records(result["changes"], "env_file", path, audit.actor, audit.run_id)
         audit.write_table(records)
-        F.write_atomic(path, after_text, mode)
+        try:
+            F.write_atomic(path, after_text, mode)
+        except OSError as exc:
+            module.fail_json(msg="cannot write env file %s: %s; nothing was changed"
+                             % (path, to_native(exc)), changed=False)
         audit.commit()
         audit.write_file(records)
     result["audited"] = audit.counts

@@ -242,3 +242,17 @@ def test_missing_folder_and_bad_table_name(tmp_path, postgres, pg_db):
     res = run_module("feature_flag", dict(pg_args(postgres, pg_db), backend="postgres",
                                           table="flags; drop table x", flags={"A": 1}))
     assert res.get("failed") and "not a plain SQL identifier" in res["msg"]
+
+
+def test_unreachable_audit_database_fails_before_the_file_changes(env_file):
+    res = run_module("feature_flag", {"backend": "env_file", "path": str(env_file),
+                                      "flags": {"USE_REDIS_CACHE": True}, "audit": {"table": "flag_audit"},
+                                      "login_host": "127.0.0.1", "login_port": 9, "connect_timeout": 2})
+    assert res.get("failed") and "cannot connect to PostgreSQL at postgres@127.0.0.1:9" in res["msg"]
+    assert env_file.read_text() == ENV
+
+
+def test_unreachable_redis_changes_nothing(env_file):
+    res = run_module("feature_flag", {"backend": "redis", "redis_host": "127.0.0.1", "redis_port": 9,
+                                      "redis_timeout": 2, "flags": {"X": True}})
+    assert res.get("failed") and "cannot connect to Redis at default@127.0.0.1:9/0" in res["msg"]
