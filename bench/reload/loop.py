@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """A bounded request loop through nginx: WORKERS threads, each on its own keep-alive HTTPS
 connection, GET URL until STOP_FILE appears or DURATION seconds pass (or MAX requests in all).
-Every answer other than 200 and every connection error counts as failed. Writes JSON to OUT.
+Every answer other than 200 and every connection error counts as failed, except that a GET on a
+reused keep-alive connection the server closed before answering is resent once on a new
+connection, as HTTP clients do (counted in stale_keepalive_resends). Writes JSON to OUT.
 
 Runs on the nginx host (python3 only, no third-party module); used by the molecule `web`
 scenario's verify and by bench/reload/run.
@@ -32,21 +34,37 @@ def worker(url: urllib.parse.SplitResult, deadline: float, args, stats, lock, st
             stats["sent"] += 1
         start = time.monotonic()
         outcome = None
-        try:
-            if conn is None:
-                conn = http.client.HTTPSConnection(url.hostname, url.port or 443, context=ctx, timeout=args.timeout)
-            conn.request("GET", path, headers={"Connection": "keep-alive"})
-            resp = conn.getresponse()
-            resp.read()
-            outcome = str(resp.status)
-            if resp.getheader("connection", "").lower() == "close":
-                conn.close()
+        for attempt in (1, 2):
+            reused = conn is not None
+            try:
+                if conn is None:
+                    conn = http.client.HTTPSConnection(url.hostname, url.port or 443, context=ctx, timeout=args.timeout)
+                conn.request("GET", path, headers={"Connection": "keep-alive"})
+                resp = conn.getresponse()
+                resp.read()
+                outcome = str(resp.status)
+                if resp.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                if conn is not None:
+                    conn.close()
                 conn = None
-        except (OSError, http.client.HTTPException) as exc:
-            outcome = "error:" + type(exc).__name__
-            if conn is not None:
-                conn.close()
-            conn = None
+                # An idle keep-alive connection the server closed (an nginx reload retires its old
+                # workers) before any answer: every HTTP client resends a GET once on a new
+                # connection. Counted apart; a second failure is a failure.
+                if reused and attempt == 1:
+                    with lock:
+                        stats["stale_keepalive_resends"] += 1
+                    continue
+                outcome = "error:" + type(exc).__name__
+            except (OSError, http.client.HTTPException) as exc:
+                outcome = "error:" + type(exc).__name__
+                if conn is not None:
+                    conn.close()
+                conn = None
+                break
         elapsed = time.monotonic() - start
         with lock:
             stats["outcomes"][outcome] += 1
@@ -72,7 +90,7 @@ def main() -> None:
     args = p.parse_args()
 
     url = urllib.parse.urlsplit(args.url)
-    stats = {"sent": 0, "failed": 0, "outcomes": collections.Counter(), "failures": [], "latencies": []}
+    stats = {"sent": 0, "failed": 0, "stale_keepalive_resends": 0, "outcomes": collections.Counter(), "failures": [], "latencies": []}
     lock = threading.Lock()
     stop = threading.Event()
     started = time.monotonic()
@@ -92,7 +110,8 @@ def main() -> None:
     pct = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 1) if lat else None  # noqa: E731
     result = {
         "url": args.url, "workers": args.workers, "seconds": round(time.monotonic() - started, 2),
-        "sent": stats["sent"], "failed": stats["failed"], "outcomes": dict(stats["outcomes"]),
+        "sent": stats["sent"], "failed": stats["failed"],
+        "stale_keepalive_resends": stats["stale_keepalive_resends"], "outcomes": dict(stats["outcomes"]),
         "first_failures": stats["failures"], "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99),
                                                              "max": round(lat[-1] * 1000, 1) if lat else None},
     }

@@ -250,7 +250,9 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = intEnv('HTTP_KEEPALIVE_TIMEOUT_MS', 65000); // longer than nginx's upstream keepalive_timeout
 
 async function closeClients() {
-  await Promise.allSettled([pool.end(), redis && redis.isOpen ? redis.quit() : Promise.resolve()]);
+  let redisClose = Promise.resolve();
+  if (redis && redis.isOpen) redisClose = redis.isReady ? redis.quit() : redis.disconnect();
+  await Promise.allSettled([withTimeout(pool.end(), 3000, 'pg pool end'), withTimeout(redisClose, 2000, 'redis quit')]);
 }
 
 function shutdown(reason) {

@@ -16,7 +16,7 @@ SCENARIO = Path(__file__).resolve().parents[1]
 ROOT = SCENARIO.parents[1]
 LOOP = ROOT / "bench" / "reload" / "loop.py"
 
-testinfra_hosts = ["gr-web-web1"]
+testinfra_hosts = ["docker://gr-web-web1"]
 
 
 def test_through_nginx_both_apps_answer(host):
