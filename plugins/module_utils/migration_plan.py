@@ -77,6 +77,7 @@ class FilePlan:
     findings: list  # lint.Finding of the file as written
     blocking: list  # lint.Finding still active after autofix: the runner refuses the file
     steps: list = field(default_factory=list)
+    dropped: list = field(default_factory=list)  # statements the runner owns (BEGIN/COMMIT, SET lock_timeout)
 
 
 # --------------------------------------------------------------------------- discovery
@@ -286,9 +287,11 @@ def plan_text(text: str, path: str, autofix: bool = False) -> FilePlan:
     findings = lint.lint_statements(statements, path)
     planned: list = []
     origins: list = []
+    dropped: list = []
     for stmt in statements:
-        if stmt.kind == "TransactionStmt":
-            continue  # the runner owns transactions
+        if _runner_owned(stmt):
+            dropped.append(lint._one_line(stmt.sql))
+            continue
         rules = {f.rule for f in lint.active(findings) if f.line == stmt.line and f.statement ==
                  lint._one_line(stmt.sql)} & FIXABLE_RULES if autofix else set()
         fixer = FIXERS.get(stmt.kind)
@@ -299,7 +302,18 @@ def plan_text(text: str, path: str, autofix: bool = False) -> FilePlan:
     after = _relint(planned, origins, path)
     blocking = [f for f in lint.active(after) if f.severity == lint.ERROR]
     return FilePlan(path=path, statements=planned, findings=findings, blocking=blocking,
-                    steps=group_steps(planned))
+                    steps=group_steps(planned), dropped=dropped)
+
+
+RUNNER_SETTINGS = ("lock_timeout", "statement_timeout")
+
+
+def _runner_owned(stmt: lint.Statement) -> bool:
+    """Transactions and timeouts are the runner's: a file's BEGIN/COMMIT or SET lock_timeout = 0
+    must not undo the ladder."""
+    if stmt.kind == "TransactionStmt":
+        return True
+    return stmt.kind == "VariableSetStmt" and (stmt.node.name or "").lower() in RUNNER_SETTINGS
 
 
 def plan_file(path: str, autofix: bool = False) -> FilePlan:

@@ -180,7 +180,10 @@ statements:
     attempts: {description: Executions including lock-timeout retries., type: int}
     lock_wait_ms: {description: Time lost in attempts that timed out on a lock., type: int}
 plan:
-  description: Per migration to run, its statements (sql, lock, transactional, rewritten_from) and findings.
+  description:
+    - Per migration to run, its statements (sql, lock, transactional, rewritten_from), the blocking
+      findings, and C(dropped) (BEGIN/COMMIT and SET lock_timeout/statement_timeout of the file: the
+      runner owns transactions and timeouts).
   returned: always
   type: list
   elements: dict
@@ -330,6 +333,7 @@ def plan_all(module, up: list, down: list) -> tuple[list, list]:
 def describe(plans: list) -> list:
     return [dict(version=mig.version, name=mig.name, direction=direction, file=fplan.path,
                  steps=len(fplan.steps), statements=[s.to_dict() for s in fplan.statements],
+                 dropped=fplan.dropped,
                  blocking=[f.to_dict() for f in fplan.blocking])
             for direction, mig, fplan in plans]
 

@@ -97,3 +97,10 @@ def test_discover_rejects_bad_layouts(tmp_path, names, fragment):
         (tmp_path / name).write_text("SELECT 1;")
     with pytest.raises(mp.PlanError, match=fragment):
         mp.discover(str(tmp_path))
+
+
+def test_file_timeouts_cannot_undo_the_ladder():
+    plan = mp.plan_text("SET lock_timeout = 0;\nSET statement_timeout TO '1h';\nSET search_path = app;\n"
+                        "ALTER TABLE t ADD COLUMN c int;", "x.up.sql")
+    assert plan.dropped == ["SET lock_timeout = 0", "SET statement_timeout TO '1h'"]
+    assert sqls(plan) == ["SET search_path = app", "ALTER TABLE t ADD COLUMN c int"]
