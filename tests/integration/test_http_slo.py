@@ -47,6 +47,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_HEAD = do_GET  # noqa: N815
 
     def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))  # keep the connection in step
         with self.lock:
             self.counts["POST"] = self.counts.get("POST", 0) + 1
         self._send(201, b"{}", "application/json")
@@ -176,7 +177,7 @@ def test_duration_mode_and_check_mode(server):
     assert res["rc"] == 0 and res["skipped"] is True and "POST" not in Handler.counts
     res = run_module("http_slo", {"url": server + "/fast", "method": "POST", "body": "{}", "requests": 3,
                                   "status_codes": [201]})
-    assert res["rc"] == 0 and Handler.counts["POST"] == 3
+    assert res["rc"] == 0 and Handler.counts["POST"] == 3 and res["status_counts"] == {"201": 3}
 
 
 def test_full_stack_failure_keeps_figures(server):

@@ -179,23 +179,25 @@ def test_unreachable_sources_fail_at_once(postgres):
 
 def test_postgres_watch_survives_a_terminated_connection(postgres):
     """A long watch keeps sampling after its connection is killed (restart, failover)."""
+    conn = psycopg2.connect(**postgres.conninfo())
+    conn.autocommit = True  # pg_stat_activity is a snapshot per transaction: see new backends
+    cur = conn.cursor()
+    mine = "SELECT pid FROM pg_stat_activity WHERE application_name = 'gradual.rollout/pool_check'"
+    cur.execute(mine)
+    earlier = {r[0] for r in cur.fetchall()}  # backends of earlier tests may still be exiting
     result = {}
     args = dict(pg_args(postgres), source="postgres", duration=3, interval=0.5, min_samples=3)
     thread = threading.Thread(target=lambda: result.update(run_module("pool_check", args)))
     thread.start()
-    find = ("SELECT pid FROM pg_stat_activity WHERE application_name = 'gradual.rollout/pool_check' "
-            "AND query LIKE '%pg_stat_activity%'")
-    conn = psycopg2.connect(**postgres.conninfo())
-    conn.autocommit = True  # pg_stat_activity is a snapshot per transaction: see new backends
-    with conn.cursor() as cur:
-        deadline = time.monotonic() + 60
-        pids = []
-        while not pids and time.monotonic() < deadline and thread.is_alive():
-            cur.execute(find)
-            pids = [r[0] for r in cur.fetchall()]
-            time.sleep(0.01)
-        assert pids, "pool_check never took its first sample: %s" % result
-        cur.execute("SELECT pg_terminate_backend(%s)", (pids[0],))
+    pids = []
+    deadline = time.monotonic() + 60
+    while not pids and time.monotonic() < deadline and thread.is_alive():
+        # idle after its sampling query: between two samples
+        cur.execute(mine + " AND query LIKE '%pg_stat_activity%' AND state = 'idle'")
+        pids = [r[0] for r in cur.fetchall() if r[0] not in earlier]
+        time.sleep(0.01)
+    assert pids, "pool_check never took its first sample: %s" % result
+    cur.execute("SELECT pg_terminate_backend(%s)", (pids[0],))
     conn.close()
     thread.join(60)
     errors = [s for s in result["samples"] if "error" in s]
