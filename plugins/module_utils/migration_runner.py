@@ -107,6 +107,15 @@ class Ledger:
                  " * 1000)::bigint END WHERE version = %s")
         cur.execute(pgsql.SQL(query).format(self.ident()), (steps_done, finished, finished, version))
 
+    def try_lock(self, conn) -> bool:
+        """Session advisory lock keyed on the ledger: one migrator at a time per ledger."""
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (self.lock_key(),))
+            return bool(cur.fetchone()[0])
+
+    def lock_key(self) -> str:
+        return "gradual.rollout/pg_migrate/%s.%s" % (self.schema, self.table)
+
     def forget(self, cur, version: str) -> None:
         cur.execute(pgsql.SQL("DELETE FROM {} WHERE version = %s").format(self.ident()), (version,))
 

@@ -19,6 +19,7 @@ description:
     fails and nothing of that step is applied. It never waits for a lock without a timeout.
   - C(CONCURRENTLY) statements run outside a transaction with C(statement_timeout = 0); an INVALID
     index left by a failed concurrent build is dropped and rebuilt.
+  - One run at a time per ledger (a session advisory lock); a second concurrent run fails at once.
   - A ledger table records version, name, checksum, start, end, duration, who applied it and how
     many steps committed; an applied file whose checksum changed is refused; an interrupted
     migration resumes at the first step that did not commit.
@@ -406,6 +407,10 @@ def execute(module, conn, ledger, plans: list, rows: dict, result: dict) -> None
                          concurrent_lock_timeout_ms=module.params["concurrent_lock_timeout_ms"])
     result["statements"] = runner.records
     result["log"] = runner.log
+    if not ledger.try_lock(conn):
+        module.fail_json(msg="another pg_migrate holds the advisory lock of %s.%s (key '%s'): wait for it "
+                         "to finish, or find its session in pg_stat_activity" % (
+                             ledger.schema, ledger.table, ledger.lock_key()), **result)
     try:
         ledger.create(conn)
         for direction, mig, fplan in plans:

@@ -318,3 +318,16 @@ def test_check_mode_on_missing_path_warns_without_failing(postgres, pg_db, tmp_p
     assert "does not exist yet" in json.dumps(res.get("warnings", []))  # 2.19 wraps warnings in events
     real = run_module("pg_migrate", args(postgres, pg_db, tmp_path / "not-copied-yet"))
     assert real["rc"] != 0 and "not a directory" in real["msg"]
+
+
+def test_second_concurrent_run_is_refused(postgres, pg_db, migdir):
+    write(migdir, "001_base.up.sql", BASE)
+    other = connect(postgres, pg_db)
+    other.cursor().execute("SELECT pg_advisory_lock(hashtext('gradual.rollout/pg_migrate/gradual.schema_migrations'))")
+    try:
+        res = run_module("pg_migrate", args(postgres, pg_db, migdir))
+    finally:
+        other.close()
+    assert res["rc"] != 0 and "advisory lock" in res["msg"]
+    assert query(postgres, pg_db, "SELECT to_regclass('accounts')") == [(None,)]
+    assert run_module("pg_migrate", args(postgres, pg_db, migdir))["rc"] == 0
