@@ -103,7 +103,7 @@ def naive(pg: services.Postgres, db: str, workdir: Path) -> dict:
     env = dict(os.environ, PGPASSWORD=pg.password)
     proc = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", pg.host, "-p", str(pg.port),
                            "-U", pg.user, "-d", db, "-f", str(path)], capture_output=True, text=True,
-                          env=env, timeout=300)
+                          env=env, timeout=300, check=False)
     return {"ok": proc.returncode == 0, "stderr": proc.stderr.strip()[-500:]}
 
 
@@ -249,6 +249,7 @@ def main() -> int:
         pg.stop()
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
+
     def met(r: dict) -> bool:
         return bool(r) and r.get("migration_ok") is True and (r.get("min_pct_of_baseline") or 0) >= TARGET_PCT \
             and r.get("failed_transactions") == 0

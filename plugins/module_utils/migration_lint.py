@@ -318,9 +318,9 @@ def lock_of(node) -> str:
     if kind == "SelectStmt":
         return "ACCESS SHARE"
     if kind == "CreateStmt":
-        has_fk = any(_contype(c) == pg_enums.ConstrType.CONSTR_FOREIGN
-                     for elt in node.tableElts or () for c in ([elt] if type(elt).__name__ == "Constraint"
-                                                              else _constraints(elt)))
+        elements = [[elt] if type(elt).__name__ == "Constraint" else _constraints(elt)
+                    for elt in node.tableElts or ()]
+        has_fk = any(_contype(c) == pg_enums.ConstrType.CONSTR_FOREIGN for group in elements for c in group)
         return "SHARE ROW EXCLUSIVE" if has_fk else "none"
     if kind in ("CommentStmt", "CreateTrigStmt"):
         return "SHARE ROW EXCLUSIVE"

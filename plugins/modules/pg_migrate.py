@@ -183,8 +183,8 @@ statements:
 plan:
   description:
     - Per migration to run, its statements (sql, lock, transactional, rewritten_from), the blocking
-      findings, and C(dropped) (BEGIN/COMMIT and SET lock_timeout/statement_timeout of the file: the
-      runner owns transactions and timeouts).
+      findings, and C(dropped), the BEGIN/COMMIT and SET lock_timeout/statement_timeout statements of
+      the file (the runner owns transactions and timeouts).
   returned: always
   type: list
   elements: dict

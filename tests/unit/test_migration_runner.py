@@ -16,7 +16,7 @@ def test_ladder_with_factor_one_stays_flat():
 
 def test_sleep_is_jittered_within_bounds():
     ladder = mr.Ladder(sleep_ms=1000, jitter=0.5)
-    sleeps = [ladder.sleep_s() for _ in range(200)]
+    sleeps = [ladder.sleep_s() for _attempt in range(200)]
     assert all(0.5 <= s <= 1.5 for s in sleeps)
     assert len({round(s, 3) for s in sleeps}) > 1
 
