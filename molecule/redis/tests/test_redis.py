@@ -1,0 +1,55 @@
+"""Redis: login required, app user without dangerous commands, hardened files and process."""
+from __future__ import annotations
+
+ADMIN = "--user admin --pass molecule-redis-admin --no-auth-warning"
+APP = "--user app --pass molecule-redis-app --no-auth-warning"
+
+
+def cli(host, args, cmd):
+    return host.run(f"redis-cli -h 127.0.0.1 -p 6379 {args} {cmd}").stdout.strip()
+
+
+def test_running_not_root(host):
+    svc = host.service("redis-server")
+    assert svc.is_running and svc.is_enabled
+    assert host.check_output("ps -o user= -C redis-server").strip() == "redis"
+    assert host.socket("tcp://127.0.0.1:6379").is_listening
+    assert not host.socket("tcp://0.0.0.0:6379").is_listening
+
+
+def test_config_file(host):
+    conf = host.file("/etc/redis/redis.conf")
+    assert conf.user == "redis" and conf.group == "redis" and conf.mode == 0o640
+    assert "molecule-redis" not in conf.content_string  # only hashes
+
+
+def test_unauthenticated_ping_is_refused(host):
+    assert cli(host, "", "PING").startswith("NOAUTH")
+
+
+def test_default_user_is_off(host):
+    assert "off" in cli(host, ADMIN, "ACL GETUSER default")
+    assert cli(host, "--user default --pass '' --no-auth-warning", "PING") != "PONG"
+
+
+def test_app_user_works_but_not_dangerous_commands(host):
+    assert cli(host, APP, "PING") == "PONG"
+    assert cli(host, APP, "SET molecule:k v") == "OK"
+    assert cli(host, APP, "GET molecule:k") == "v"
+    for cmd in ("FLUSHALL", "FLUSHDB", "CONFIG GET maxmemory", "CONFIG SET maxmemory 0", "KEYS '*'", "SHUTDOWN",
+                "ACL LIST", "MONITOR"):
+        assert cli(host, APP, cmd).startswith("NOPERM"), cmd
+    # DEBUG is switched off for everyone (enable-debug-command no), before ACLs are even checked.
+    assert "not allowed" in cli(host, ADMIN, "DEBUG SLEEP 0")
+
+
+def test_admin_and_settings(host):
+    assert cli(host, ADMIN, "CONFIG GET maxmemory").splitlines()[1] == str(64 * 1024 * 1024)
+    assert cli(host, ADMIN, "CONFIG GET maxmemory-policy").splitlines()[1] == "allkeys-lru"
+    assert cli(host, ADMIN, "CONFIG GET appendonly").splitlines()[1] == "yes"
+    assert cli(host, ADMIN, "CONFIG GET protected-mode").splitlines()[1] == "yes"
+
+
+def test_container_workaround_only_in_container(host):
+    dropin = host.file("/etc/systemd/system/redis-server.service.d/container.conf")
+    assert dropin.exists and "PrivateUsers=false" in dropin.content_string
