@@ -295,15 +295,35 @@ def redis_read_flags(client, key: str, names: list) -> dict:
     return {n: v for n, v in zip(names, values) if v is not None}
 
 
-def redis_apply_flags(client, key: str, changes: list) -> None:
-    pipe = client.pipeline(transaction=True)
+def redis_queue_changes(pipe, key: str, changes: list) -> None:
     sets = {c["flag"]: c["new"] for c in changes if c["action"] != "delete"}
     deletes = [c["flag"] for c in changes if c["action"] == "delete"]
     if sets:
         pipe.hset(key, mapping=sets)
     if deletes:
         pipe.hdel(key, *deletes)
-    pipe.execute()
+
+
+def redis_change_flags(client, key: str, desired: dict, apply: bool, watch_error, attempts: int = 5) -> dict:
+    """Read, plan and (with APPLY) write in one optimistic transaction: WATCH the hash, read it,
+    MULTI/EXEC the changes; another writer in between makes EXEC fail and the whole thing is
+    redone, so ``previous`` is exactly what was replaced."""
+    names = list(desired)
+    for _attempt in range(attempts):
+        with client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                result = plan(redis_read_flags(pipe, key, names), desired, "redis")
+                if not apply or not result["changes"]:
+                    pipe.unwatch()
+                    return result
+                pipe.multi()
+                redis_queue_changes(pipe, key, result["changes"])
+                pipe.execute()
+                return result
+            except watch_error:
+                continue
+    raise FlagError("Redis hash %s kept changing under %d attempts to update it; try again" % (key, attempts))
 
 
 # --- audit ------------------------------------------------------------------------------------

@@ -407,14 +407,15 @@ def run_redis(module, desired: dict) -> dict:
         if client.type(key) not in ("hash", "none"):
             module.fail_json(msg="Redis key %s holds a %s, not a hash; choose another key"
                              % (key, client.type(key)), changed=False)
-        current = F.redis_read_flags(client, key, list(desired))
-        result = F.plan(current, desired, "redis")
+        result = F.redis_change_flags(client, key, desired, not module.check_mode,
+                                      redis.exceptions.WatchError)
         if result["changes"] and not module.check_mode:
             records = F.audit_records(result["changes"], "redis", key, audit.actor, audit.run_id)
             audit.write_table(records)
-            F.redis_apply_flags(client, key, result["changes"])
             audit.commit()
             audit.write_file(records)
+    except F.FlagError as exc:
+        module.fail_json(msg=str(exc), changed=False)
     except redis.exceptions.RedisError as exc:
         module.fail_json(msg="Redis refused the flag change on hash %s: %s; check the user's ACL "
                          "(needs hash read/write on the key)" % (key, to_native(exc)), changed=False)
