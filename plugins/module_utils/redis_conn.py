@@ -42,9 +42,10 @@ def redis_argument_spec() -> dict:
 
 def describe_redis(params: dict) -> str:
     """``user@host:port/db`` for messages; never the password."""
-    return "%s@%s:%s/%s%s" % (params.get("redis_username") or "default", params.get("redis_host"),
-                               params.get("redis_port"), params.get("redis_db"),
-                               " (tls)" if params.get("redis_tls") else "")
+    user = params.get("redis_username") or "default"
+    tls = " (tls)" if params.get("redis_tls") else ""
+    return "%s@%s:%s/%s%s" % (user, params.get("redis_host"), params.get("redis_port"),
+                              params.get("redis_db"), tls)
 
 
 def redis_connect(module, client_name: str | None = None):
