@@ -443,6 +443,9 @@ def main() -> None:
     runner = {"env_file": run_env_file, "postgres": run_postgres, "redis": run_redis}[backend]
     result = runner(module, desired)
     changed = bool(result["changes"])
+    if changed and not module.params["audit"]:
+        module.warn("feature_flag changed %d flag(s) without an audit destination; set audit.file "
+                    "or audit.table to keep who/when/run id/old/new" % len(result["changes"]))
     out = dict(changed=changed, previous=result["previous"], current=result["current"],
                changes=result["changes"], target=result["target"], audited=result["audited"])
     if module._diff:

@@ -104,6 +104,7 @@ def test_env_file_created_with_mode(tmp_path):
     res = run_module("feature_flag", {"backend": "env_file", "path": str(path), "mode": "0600",
                                       "flags": {"A": "1 2"}})
     assert res["changed"] and path.read_text() == 'A="1 2"\n'
+    assert "without an audit destination" in json.dumps(res.get("warnings", []))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert res["previous"] == {"backend": "env_file", "present": {}, "absent": ["A"]}
 
