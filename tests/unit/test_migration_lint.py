@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -152,8 +151,8 @@ def test_lock_of_statement(sql, lock):
 
 
 def run_cli(*argv):
-    env = dict(os.environ, PG_MIGRATION_LINT_PYTHON=sys.executable)
-    return subprocess.run([str(CLI), *argv], capture_output=True, text=True, timeout=60, env=env, check=False)
+    return subprocess.run([sys.executable, str(CLI), *argv], capture_output=True, text=True, timeout=60,
+                          check=False)
 
 
 def test_cli_exit_codes_and_json(tmp_path):
