@@ -26,6 +26,14 @@ def load_lint():
     return module
 
 
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="pg-migration-lint",
                                      description="Find PostgreSQL migration statements that lock or "
@@ -61,32 +69,28 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     lint = load_lint()
     if not lint.HAS_PGLAST:
-        print("pg-migration-lint: pglast is not installed (pip install pglast)", file=sys.stderr)
+        _err("pg-migration-lint: pglast is not installed (pip install pglast)")
         return 2
     try:
         files = lint.migration_files(args.paths)
     except FileNotFoundError as exc:
-        print("pg-migration-lint: %s" % exc, file=sys.stderr)
+        _err("pg-migration-lint: %s" % exc)
         return 2
     findings = []
     for path in files:
         try:
             findings.extend(lint.lint_file(path))
         except lint.MigrationParseError as exc:
-            print("pg-migration-lint: parse error: %s:%d: %s" % (exc.filename, exc.line, exc.message),
-                  file=sys.stderr)
+            _err("pg-migration-lint: parse error: %s:%d: %s" % (exc.filename, exc.line, exc.message))
             return 2
         except (OSError, UnicodeDecodeError) as exc:
-            print("pg-migration-lint: cannot read %s: %s" % (path, exc), file=sys.stderr)
+            _err("pg-migration-lint: cannot read %s: %s" % (path, exc))
             return 2
     active = lint.active(findings)
     ignored = [f for f in findings if f.ignored is not None]
     if args.format == "json":
-        print(json.dumps([f.to_dict() for f in active], indent=2))
+        _out(json.dumps([f.to_dict() for f in active], indent=2))
     else:
-        print(render_text(active, ignored, files, args.show_ignored))
+        _out(render_text(active, ignored, files, args.show_ignored))
     return 1 if any(f.severity == "error" for f in active) else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
