@@ -93,4 +93,3 @@ def main(argv=None) -> int:
     else:
         _out(render_text(active, ignored, files, args.show_ignored))
     return 1 if any(f.severity == "error" for f in active) else 0
-
