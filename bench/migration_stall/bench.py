@@ -4,7 +4,8 @@ Scenarios, each on its own copy of the same database (3M orders, 10k customers):
   naive_psql                 psql -f of the set as written (plain ALTER / CREATE INDEX, no timeouts)
   pg_migrate                 gradual.rollout.pg_migrate, autofix=true, ladder 50 -> 100 ms,
                              session_settings max_parallel_maintenance_workers=0
-  pg_migrate_default_ladder  the same with the module's default ladder (100 ms -> 3 s), no settings
+  pg_migrate_default_ladder  the same with the module's defaults: ladder 100 ms -> 3 s, and only the
+                             default session setting max_parallel_maintenance_workers=0
   *_at_half_load             naive_psql / pg_migrate with pgbench -R at half the flat-out rate
 During each: pgbench write load (UPDATE + INSERT per transaction, 8 clients) for RUN_SECONDS; at
 ADVERSARY_AT an adversary session takes ACCESS SHARE on the table and holds it ADVERSARY_HOLD s;
@@ -265,7 +266,8 @@ def main() -> int:
                   "setup_seconds": round(setup_s, 1), "baseline_seconds": [BASELINE_FROM, int(ADVERSARY_AT) - 1],
                   "migration_set": MIGRATION_SET.strip().splitlines()[1:],
                   "pg_migrate_ladder": fast, "half_load": "pgbench -R at 50% of naive_psql's flat-out baseline; tps then is the rate "
-                  "served, latency includes schedule lag", "pg_migrate_default_ladder": "module defaults, no session_settings "
+                  "served, latency includes schedule lag",
+                  "pg_migrate_default_ladder": "module defaults (session: max_parallel_maintenance_workers=0 only) "
                   "(lock_timeout 100 ms x2 up to 3000 ms, 10 attempts, 1000 ms +/- 50% sleeps)"},
         "target": {"min_pct_of_baseline_each_second": TARGET_PCT, "failed_transactions": 0,
                    "done_without_manual_step": True},
