@@ -96,9 +96,10 @@ options:
       - Settings for the migration's session, set with C(set_config) before anything runs, for
         example C(maintenance_work_mem) or C(max_parallel_maintenance_workers) (C(0) keeps a
         concurrent index build on one core, leaving the others to the traffic).
-      - C(max_parallel_maintenance_workers) is C(0) unless given here: measured in
-        C(bench/migration_stall), a parallel concurrent index build starved the write traffic on a
-        2-core server (1.3 to 1.9 s latency spikes) where a single-worker build did not (about 0.1 s).
+      - C(max_parallel_maintenance_workers) is C(0) unless given here, so that a concurrent index
+        build takes one core and leaves the others to the traffic (slower build, gentler on writes;
+        in C(bench/migration_stall) on a busy 2-core host, runs with parallel builds showed 1.0 to
+        1.9 s write latency spikes, single-worker runs mostly 0.1 to 0.4 s, with one 1.9 s outlier).
       - C(lock_timeout) and C(statement_timeout) are the runner's and are refused here.
     type: dict
     default: {}
