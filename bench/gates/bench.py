@@ -61,10 +61,10 @@ def stand_in(spec: dict, params: dict, name: str):
 
 
 def timed(take, n: int) -> dict:
-    for _ in range(5):
+    for _warmup in range(5):
         take()  # warm-up: connection set-up and first-query costs are not per-sample costs
     times = []
-    for _ in range(n):
+    for _sample in range(n):
         t0 = time.perf_counter()
         take()
         times.append((time.perf_counter() - t0) * 1000.0)
@@ -83,7 +83,7 @@ def pg_one(pg, sql, db="postgres"):
 def bench_pool_postgres(pg) -> dict:
     pg.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     pg.psql("CREATE DATABASE gates_bench")
-    held = [psycopg2.connect(**pg.conninfo()) for _ in range(20)]  # some sessions to count
+    held = [psycopg2.connect(**pg.conninfo()) for _session in range(20)]  # some sessions to count
     for conn in held:
         conn.cursor().execute("SELECT 1")
     stmt_sql = ("SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s JOIN pg_database d "
@@ -108,7 +108,7 @@ def bench_pool_postgres(pg) -> dict:
 
 
 def bench_pool_pgbouncer(pg, pgb) -> dict:
-    held = [psycopg2.connect(**dict(pg.conninfo(), port=pgb.port)) for _ in range(3)]
+    held = [psycopg2.connect(**dict(pg.conninfo(), port=pgb.port)) for _session in range(3)]
     for conn in held:
         conn.cursor().execute("SELECT 1")
     mod = stand_in(pool_check.argument_spec(), {
@@ -221,7 +221,7 @@ def prepare_app(pg) -> Path | None:
     if not (app / "node_modules").is_dir():
         cmd = ["npm", "ci", "--omit=dev", "--no-audit", "--no-fund"] if (app / "package-lock.json").exists() \
             else ["npm", "install", "--omit=dev", "--no-audit", "--no-fund"]
-        proc = subprocess.run(cmd, cwd=app, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(cmd, cwd=app, capture_output=True, text=True, timeout=120, check=False)
         if proc.returncode != 0:
             print("npm failed, example app skipped:", proc.stderr[-500:], file=sys.stderr)
             return None

@@ -43,7 +43,7 @@ def run_during_window(server, module_args, scripted, check=False):
 
 def hit_miss_pattern(app):
     app.set("goalgpt:standings:39:overall", "{}")
-    for _ in range(7):
+    for _hit in range(7):
         assert app.get("goalgpt:standings:39:overall") == "{}"  # hit
     for key in ("goalgpt:standings:40:overall", "goalgpt:h2h:1", "goalgpt:h2h:2"):
         assert app.get(key) is None  # miss

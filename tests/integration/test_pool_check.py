@@ -24,7 +24,7 @@ def held_transactions(count, **conninfo):
     """COUNT connections each inside an open transaction (psycopg2 opens one on the first query)."""
     conns = []
     try:
-        for _ in range(count):
+        for _conn in range(count):
             conn = psycopg2.connect(**conninfo)
             conn.cursor().execute("SELECT 1")
             conns.append(conn)

@@ -93,9 +93,12 @@ def test_run_samples_keeps_schedule_and_records_errors():
 
 def test_run_samples_fail_first_propagates_only_the_first():
     fake = FakeClock()
+
+    def down():
+        raise RuntimeError("down")
+
     with pytest.raises(RuntimeError):
-        G.run_samples(lambda: (_ for _ in ()).throw(RuntimeError("down")), 1, 1,
-                      clock=fake.clock, sleep=fake.sleep, fail_first=True)
+        G.run_samples(down, 1, 1, clock=fake.clock, sleep=fake.sleep, fail_first=True)
 
 
 def test_hit_rate_from_two_samples():
