@@ -416,10 +416,6 @@ def execute(module, conn, ledger, plans: list, rows: dict, result: dict) -> None
                          concurrent_lock_timeout_ms=module.params["concurrent_lock_timeout_ms"])
     result["statements"] = runner.records
     result["log"] = runner.log
-    if not ledger.try_lock(conn):
-        module.fail_json(msg="another pg_migrate holds the advisory lock of %s.%s (key '%s'): wait for it "
-                         "to finish, or find its session in pg_stat_activity" % (
-                             ledger.schema, ledger.table, ledger.lock_key()), **result)
     try:
         ledger.create(conn)
         for direction, mig, fplan in plans:
@@ -457,6 +453,10 @@ def main() -> None:
     ledger = mrun.Ledger(module.params["ledger_schema"], module.params["ledger_table"])
     conn = pg_connect(module, autocommit=True)
     apply_session_settings(module, conn)
+    if not module.check_mode and not ledger.try_lock(conn):
+        module.fail_json(msg="another pg_migrate holds the advisory lock of %s.%s (key '%s'): wait for it "
+                         "to finish, or find its session in pg_stat_activity" % (
+                             ledger.schema, ledger.table, ledger.lock_key()))
     rows = ledger.rows(conn)
     warnings = verify_checksums(module, migrations, rows)
     up, down = work_to_do(migrations, rows, target)
