@@ -53,14 +53,14 @@ def ledger(postgres, db: str) -> dict:
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition", interval: float = 0.1):
     """Poll (a synchronisation helper, not a timing assertion)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.1)
+        time.sleep(interval)
     raise AssertionError("gave up waiting for " + what)
 
 
@@ -153,12 +153,12 @@ def test_retry_under_lock_succeeds_after_blocker_ends(postgres, pg_db, migdir):
     released = threading.Event()
 
     def release_when_retrying():
-        def waited():
+        def rolled_back_once():
+            # between attempts the migrator's session is idle after the ROLLBACK of a timed-out try
             rows = query(postgres, pg_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
-                                          "= 'gradual.rollout/pg_migrate'")
+                                          "= 'gradual.rollout/pg_migrate' AND query = 'ROLLBACK'")
             return rows[0][0] > 0
-        wait_for(waited, what="pg_migrate to connect")
-        time.sleep(1.5)  # let a few attempts time out on the lock
+        wait_for(rolled_back_once, what="a lock-timeout retry of pg_migrate", interval=0.02)
         blocker.rollback()
         released.set()
 
