@@ -1,16 +1,8 @@
-"""The app role under PM2 and systemd: the converged state, then the lifecycle (lifecycle.yml):
-kill -9 recovers, deploy 2.0.0, roll back to 1.0.0, a flags.env change applies on reload, a missing
-required key fails naming it while the old release keeps serving."""
+"""The app role under PM2 and systemd: the converged state (test_lifecycle.py then changes it)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
-import pytest
-
-SCENARIO = Path(__file__).resolve().parents[1]
 APP = "goalgpt-api"
 # docker exec rather than one Ansible task per command: the same checks in a fraction of the time.
 testinfra_hosts = ["docker://gr-app-pm2", "docker://gr-app-systemd"]
@@ -68,20 +60,3 @@ def test_manager_specifics(host):
         props = host.check_output(f"systemctl show {APP} -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p Restart")
         assert "NoNewPrivileges=yes" in props and "ProtectSystem=strict" in props
         assert "PrivateTmp=yes" in props and "Restart=on-failure" in props
-
-
-@pytest.fixture(scope="session")
-def lifecycle():
-    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
-    cmd = ["ansible-playbook", str(SCENARIO / "lifecycle.yml")]
-    if inventory:
-        cmd += ["-i", inventory]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=os.environ.copy())
-    return proc
-
-
-def test_lifecycle(host, lifecycle):
-    # One run for both hosts (parallel); its own asserts carry the details.
-    assert lifecycle.returncode == 0, lifecycle.stdout[-6000:] + lifecycle.stderr[-2000:]
-    assert get(host, "/health")["body"]["version"] == "1.0.0"
-    assert not host.file(f"/srv/{APP}/releases/3.0.0").exists
