@@ -64,13 +64,19 @@ def test_replica_is_streaming_and_read_only():
     assert res.rc != 0 and "read-only" in res.stderr
 
 
+def test_replica_is_marked_as_cloned():
+    mark = REPLICA.file("/var/lib/postgresql/15/main.gradual-replica")
+    assert mark.exists and mark.mode == 0o600
+    assert "gr-postgresql-primary" in mark.content_string
+
+
 def test_row_written_on_primary_is_read_on_replica():
     token = uuid.uuid4().hex
     conn = "host=gr-postgresql-primary dbname=goalgpt user=goalgpt_owner sslmode=require"
     res = remote(REPLICA, conn, "create table if not exists molecule_probe (token text); "
                  f"insert into molecule_probe values ('{token}')", "molecule-owner-secret")
     assert res.rc == 0, res.stderr
-    for _ in range(50):
+    for _attempt in range(50):
         got = REPLICA.run(f"su postgres -c \"psql -XAtq -d goalgpt -c \\\"select count(*) from molecule_probe where token = '{token}'\\\"\"")
         if got.rc == 0 and got.stdout.strip() == "1":
             return
