@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$GR_ROOT"
 export PATH="$GR_ROOT/.venv/bin:$PATH" ANSIBLE_CONFIG="$GR_ROOT/ansible.cfg"
 export ANSIBLE_VAULT_PASSWORD_FILE="$GR_ROOT/.lab/vault-pass"
-INV=(-i inventories/lab)
+INV=(-i inventories/lab ${DEMO_EXTRA_INVENTORY:+-i "$DEMO_EXTRA_INVENTORY"})
 SCALE=${DEMO_BAKE_SCALE:-0}
 mkdir -p reports
 timings=reports/demo-timings.json
@@ -23,8 +23,10 @@ if [ "${DEMO_RESET:-1}" = 1 ]; then
   phase reset-state ansible-playbook "${INV[@]}" rollout.yml -e rollout_action=reset
 fi
 
-stages=$(ansible "${INV[@]}" localhost -m ansible.builtin.debug -a "msg={{ rollout_plan.stages | map(attribute='name') | join(' ') }}" \
-         | sed -n 's/.*"msg": "\(.*\)".*/\1/p')
+stages=$(ansible-inventory "${INV[@]}" --list | python3 -c 'import json, sys
+inv = json.load(sys.stdin)
+host = inv["app"]["hosts"][0]
+print(" ".join(s["name"] for s in inv["_meta"]["hostvars"][host]["rollout_plan"]["stages"]))')
 [ -n "$stages" ] || die "cannot read the stage names of rollout_plan from inventories/lab"
 for s in $stages; do
   start=$(date +%s)
