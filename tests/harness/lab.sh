@@ -10,15 +10,15 @@ SUBNET=${GR_LAB_SUBNET:-172.28.87.0/24}
 declare -A HOSTS=([db1]=172.28.87.11 [db2]=172.28.87.12 [cache1]=172.28.87.21
                   [web1]=172.28.87.31 [app1]=172.28.87.41 [app2]=172.28.87.42)
 KEY=.lab/id_ed25519
-APT_CACHE="$GR_STATE/apt-archives"
+APT_CACHE_BASE="$GR_STATE/apt-archives-lab"   # one package cache per host: apt locks it
 
 run_opts=(--cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined
           --security-opt apparmor=unconfined --cgroupns=host
           -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock
-          -v "$APT_CACHE:/var/cache/apt/archives")
+)
 
 up() {
-  mkdir -p .lab "$APT_CACHE"
+  mkdir -p .lab
   chmod 700 .lab
   [ -f "$KEY" ] || ssh-keygen -q -t ed25519 -N '' -C gradual-lab -f "$KEY"
   docker network inspect "$NET" >/dev/null 2>&1 \
@@ -29,7 +29,8 @@ up() {
     if [ "$(docker inspect -f '{{.State.Running}}' "gr-lab-$h" 2>/dev/null)" != true ]; then
       docker rm -f "gr-lab-$h" >/dev/null 2>&1 || true
       docker run -d --name "gr-lab-$h" --hostname "$h" --network "$NET" --ip "${HOSTS[$h]}" \
-        --label gradual.lab=1 "${run_opts[@]}" "$GR_IMAGE:latest" /lib/systemd/systemd >/dev/null \
+        --label gradual.lab=1 "${run_opts[@]}" -v "$APT_CACHE_BASE-$h:/var/cache/apt/archives" \
+        "$GR_IMAGE:latest" /lib/systemd/systemd >/dev/null \
         || { down; die "cannot start container gr-lab-$h"; }
     fi
     docker exec -i "gr-lab-$h" sh -c 'mkdir -p -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys' < "$KEY.pub"
