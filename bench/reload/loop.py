@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """A bounded request loop through nginx: WORKERS threads, each on its own keep-alive HTTPS
 connection, GET URL until STOP_FILE appears or DURATION seconds pass (or MAX requests in all).
 Every answer other than 200 and every connection error counts as failed, except that a GET on a
@@ -96,7 +96,7 @@ def main() -> None:
     started = time.monotonic()
     deadline = started + args.duration
     threads = [threading.Thread(target=worker, args=(url, deadline, args, stats, lock, stop), daemon=True)
-               for _ in range(args.workers)]
+               for _worker in range(args.workers)]
     for t in threads:
         t.start()
     while time.monotonic() < deadline and any(t.is_alive() for t in threads):
@@ -107,13 +107,17 @@ def main() -> None:
     for t in threads:
         t.join(args.timeout + 1)
     lat = sorted(stats["latencies"])
-    pct = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 1) if lat else None  # noqa: E731
+
+    def pct(q):
+        return round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 1) if lat else None
+
     result = {
         "url": args.url, "workers": args.workers, "seconds": round(time.monotonic() - started, 2),
         "sent": stats["sent"], "failed": stats["failed"],
         "stale_keepalive_resends": stats["stale_keepalive_resends"], "outcomes": dict(stats["outcomes"]),
-        "first_failures": stats["failures"], "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99),
-                                                             "max": round(lat[-1] * 1000, 1) if lat else None},
+        "first_failures": stats["failures"],
+        "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99),
+                       "max": round(lat[-1] * 1000, 1) if lat else None},
     }
     with open(args.out + ".tmp", "w", encoding="utf-8") as fh:
         json.dump(result, fh, indent=2)

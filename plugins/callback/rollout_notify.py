@@ -61,8 +61,8 @@ import json
 import os
 import time
 from urllib.error import URLError
-from urllib.request import Request, urlopen
 
+from ansible.module_utils.urls import ConnectionError as UrlConnectionError, open_url
 from ansible.plugins.callback import CallbackBase
 
 ICONS = {"start": ":rocket:", "resume": ":arrows_counterclockwise:", "batch": ":small_blue_diamond:",
@@ -82,14 +82,14 @@ def summary(event: dict) -> str:
         text = "%s stage %s of %s %s by %s" % (ICONS[kind], stage, plan,
                                                "started" if kind == "start" else "resumed", who)
     elif kind == "batch":
-        text = "%s stage %s of %s: batch done on %s" % (ICONS[kind], stage, plan,
-                                                         ", ".join(event.get("hosts") or []))
+        hosts = ", ".join(event.get("hosts") or [])
+        text = "%s stage %s of %s: batch done on %s" % (ICONS[kind], stage, plan, hosts)
     elif kind == "passed":
         text = "%s stage %s of %s PASSED" % (ICONS[kind], stage, plan)
     else:
-        text = "%s stage %s of %s %s: %s" % (ICONS.get(kind, ""), stage, plan,
-                                             "ROLLED BACK" if kind == "rolled_back" else "FAILED",
-                                             event.get("reason") or "no reason recorded")
+        outcome = "ROLLED BACK" if kind == "rolled_back" else "FAILED"
+        reason = event.get("reason") or "no reason recorded"
+        text = "%s stage %s of %s %s: %s" % (ICONS.get(kind, ""), stage, plan, outcome, reason)
     gates = []
     for name, fig in sorted((event.get("figures") or {}).items()):
         if isinstance(fig, dict) and "passed" in fig:
@@ -136,12 +136,12 @@ class CallbackModule(CallbackBase):
             "fields": [{"title": k, "value": str(event.get(k)), "short": True}
                        for k in ("plan", "stage", "event", "actor", "awx_job_id", "run_id") if event.get(k)],
         }]}
-        request = Request(self.webhook_url, data=json.dumps(payload).encode("utf-8"),
-                          headers={"Content-Type": "application/json"}, method="POST")
         try:
-            with urlopen(request, timeout=self.timeout) as resp:  # nosec - operator-configured URL
+            resp = open_url(self.webhook_url, data=json.dumps(payload).encode("utf-8"), method="POST",
+                            headers={"Content-Type": "application/json"}, timeout=self.timeout)
+            with resp:
                 return {"posted": True, "status": resp.status}
-        except (URLError, OSError, ValueError) as exc:
+        except (URLError, UrlConnectionError, OSError, ValueError) as exc:
             self._display.warning("rollout_notify: webhook post failed: %s" % exc)
             return {"posted": False, "error": str(exc)}
 

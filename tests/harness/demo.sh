@@ -4,8 +4,9 @@
 # The rollout state of the plan is reset first (DEMO_RESET=0 keeps it and resumes instead), and
 # the app hosts go back to the plan's baseline with playbooks/rollback.yml.
 # Durations: reports/demo-timings.json (total and per stage).
+# shellcheck source=tests/harness/lib.sh
 source "$(dirname "$0")/lib.sh"
-cd "$GR_ROOT"
+cd "$GR_ROOT" || exit 1
 export PATH="$GR_ROOT/.venv/bin:$PATH" ANSIBLE_CONFIG="$GR_ROOT/ansible.cfg"
 export ANSIBLE_VAULT_PASSWORD_FILE="$GR_ROOT/.lab/vault-pass"
 INV=(-i inventories/lab ${DEMO_EXTRA_INVENTORY:+-i "$DEMO_EXTRA_INVENTORY"})

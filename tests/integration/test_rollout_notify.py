@@ -64,7 +64,7 @@ def run_playbook(tmp_path, postgres, db, webhook, status, check=False):
     import sys
     cmd = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
            "-e", "ansible_python_interpreter=%s" % sys.executable, str(book)] + (["--check"] if check else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
     lines = [json.loads(x) for x in audit.read_text().splitlines()] if audit.exists() else []
     return proc, lines
 

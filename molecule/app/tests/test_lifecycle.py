@@ -21,7 +21,7 @@ def lifecycle():
     cmd = ["ansible-playbook", str(SCENARIO / "lifecycle.yml")]
     if inventory:
         cmd += ["-i", inventory]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=os.environ.copy(), check=False)
     return proc
 
 
