@@ -42,6 +42,13 @@ def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = 
     raise ServiceError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+def terminate(proc: subprocess.Popen | None, timeout: float = 10) -> None:
+    """Stop a server process this module started, if it still runs."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout)
+
+
 def _require(binary: Path | str) -> str:
     path = shutil.which(str(binary))
     if not path:
@@ -157,9 +164,7 @@ class PgBouncer:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        terminate(self.proc)
 
 
 @dataclass
@@ -189,9 +194,7 @@ class Redis:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        terminate(self.proc)
 
     def client(self, user: str = "admin"):
         import redis  # imported here so unit tests need no redis-py
