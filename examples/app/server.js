@@ -2,7 +2,9 @@
 // goalgpt-api: the small service the gradual.rollout lab deploys.
 //
 // Endpoints
-//   GET /health              200 when PostgreSQL (and Redis, when configured) answer, else 503
+//   GET /health              200 when PostgreSQL answers, else 503. Redis is reported (checks.redis,
+//                            status "degraded") but never fails it: every request falls back to
+//                            PostgreSQL when the cache is away, so a cache outage is not an outage
 //   GET /health/pool         {active, idle, waiting, total, max, utilization} of the pg pool
 //   GET /api/standings/:id   standings of a league from PostgreSQL, Redis-cached when
 //                            USE_REDIS_CACHE and CACHE_STANDINGS are true; reply has `fromCache`
@@ -42,6 +44,7 @@ const FLAG_PRECEDENCE = (env.FLAG_PRECEDENCE || 'env').toLowerCase();
 const FLAGS_TABLE = env.FEATURE_FLAGS_TABLE || 'feature_flags';
 const SHUTDOWN_TIMEOUT_MS = intEnv('SHUTDOWN_TIMEOUT_MS', 8000);
 const POOL_MAX = intEnv('DB_POOL_MAX', 10);
+const STATEMENT_TIMEOUT_MS = intEnv('DB_STATEMENT_TIMEOUT_MS', 5000);
 
 // The release this process runs: the app role writes RELEASE into each release directory.
 let VERSION = 'dev';
@@ -106,7 +109,10 @@ const pool = new Pool({
   max: POOL_MAX,
   idleTimeoutMillis: intEnv('DB_POOL_IDLE_TIMEOUT_MS', 30000),
   connectionTimeoutMillis: intEnv('DB_CONNECT_TIMEOUT_MS', 3000),
-  statement_timeout: intEnv('DB_STATEMENT_TIMEOUT_MS', 5000),
+  // A startup parameter: PgBouncer refuses it (unless listed in its ignore_startup_parameters).
+  // DB_STATEMENT_TIMEOUT_MS=0 sends none; behind PgBouncer set it on the role instead
+  // (ALTER ROLE ... SET statement_timeout).
+  ...(STATEMENT_TIMEOUT_MS > 0 ? { statement_timeout: STATEMENT_TIMEOUT_MS } : {}),
   application_name: APP_NAME,
 });
 pool.on('error', (err) => log('warn', 'idle pg client error', { error: err.message }));
@@ -164,6 +170,7 @@ function send(res, status, body) {
 async function health(req, res) {
   const checks = {};
   let ok = true;
+  let cacheOk = true;
   try {
     await withTimeout(pool.query('SELECT 1'), 2000, 'database');
     checks.db = 'ok';
@@ -172,11 +179,12 @@ async function health(req, res) {
     try {
       await withTimeout(redis.ping(), 2000, 'redis');
       checks.redis = 'ok';
-    } catch (err) { ok = false; checks.redis = err.message; }
+    } catch (err) { cacheOk = false; checks.redis = err.message; }
   } else {
     checks.redis = 'not configured';
   }
-  send(res, ok ? 200 : 503, { status: ok ? 'ok' : 'degraded', app: APP_NAME, version: VERSION, pid: process.pid, uptime: Math.round(process.uptime()), checks });
+  const status = !ok ? 'down' : (cacheOk ? 'ok' : 'degraded');
+  send(res, ok ? 200 : 503, { status, app: APP_NAME, version: VERSION, pid: process.pid, uptime: Math.round(process.uptime()), checks });
 }
 
 function poolStats(req, res) {
