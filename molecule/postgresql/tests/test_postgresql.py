@@ -51,6 +51,9 @@ def test_roles_and_database():
     assert psql(PRIMARY, "select rolconnlimit from pg_roles where rolname = 'goalgpt_app'") == "40"
     assert psql(PRIMARY, "select pg_get_userbyid(datdba) from pg_database where datname = 'goalgpt'") == "goalgpt_owner"
     assert psql(PRIMARY, "select rolsuper from pg_roles where rolname = 'goalgpt_owner'") == "f"
+    # postgresql_users[].settings: ALTER ROLE goalgpt_app SET statement_timeout = '5s'
+    assert psql(PRIMARY, "select array_to_string(setconfig, ',') from pg_db_role_setting "
+                         "where setrole = 'goalgpt_app'::regrole and setdatabase = 0") == "statement_timeout=5s"
 
 
 def test_replica_is_streaming_and_read_only():
