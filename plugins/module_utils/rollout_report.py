@@ -106,10 +106,12 @@ def _duration(row: dict):
 def _gate_summary(figures: dict) -> list:
     out = []
     for name, result in sorted(figures.items()):
-        if not isinstance(result, dict):
+        # "_snapshot" and other private keys are bookkeeping of the run, not gates.
+        if not isinstance(result, dict) or name.startswith("_"):
             continue
-        out.append(dict(name=name, type=result.get("gate_type"),
-                        passed=not result.get("failed", False), msg=result.get("msg")))
+        passed = result.get("passed", not result.get("failed", False))
+        out.append(dict(name=name, type=result.get("gate_type"), passed=bool(passed),
+                        msg=result.get("reason", result.get("msg"))))
     return out
 
 

@@ -57,6 +57,17 @@ def test_a_figure_of_a_rolled_back_stage_says_so():
     assert report["metrics"][1]["status"] == "FAIL (stage rolled_back)"
 
 
+def test_stage_gates_say_which_failed_and_hide_the_snapshot():
+    report = build_report(PLAN, [row(1, "limits", "rolled_back", {
+        "pool": {"gate_type": "pool_check", "passed": False, "reason": "utilization 93% > 50%"},
+        "slo": {"gate_type": "http_slo", "passed": True, "reason": "p95 12 ms"},
+        "_snapshot": {"app1": {"present": {"X": "1"}}}})])
+    gates = {g["name"]: g for g in report["stages"][0]["gates"]}
+    assert sorted(gates) == ["pool", "slo"]
+    assert gates["pool"]["passed"] is False and gates["pool"]["msg"] == "utilization 93% > 50%"
+    assert gates["slo"]["passed"] is True
+
+
 def test_markdown_has_the_seed_table():
     text = render_markdown(build_report(PLAN, []))
     assert "| Metric | Target | Actual | Status |" in text
