@@ -50,12 +50,12 @@ up() {
 # Random values for every name in inventories/lab/secrets.keys that has none yet, kept in a
 # vault-encrypted group_vars file. Existing values are kept so a running lab stays consistent.
 secrets() {
+  # The password file is named here, so one from the environment would be a second "default" id.
   local pass=.lab/vault-pass vault=inventories/lab/group_vars/all/vault.yml plain
-  [ -f "$pass" ] || (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=' > "$pass")
-  chmod 600 "$pass"
+  "$GR_ROOT/tests/harness/vault-pass.sh" >/dev/null
   plain=$(umask 077 && mktemp)
   if [ -f "$vault" ]; then
-    ansible-vault view --vault-password-file "$pass" "$vault" > "$plain" \
+    env -u ANSIBLE_VAULT_PASSWORD_FILE ansible-vault view --vault-password-file "$pass" "$vault" > "$plain" \
       || { rm -f "$plain"; die "cannot decrypt $vault with $pass (remove both to regenerate)"; }
   else
     echo "---" > "$plain"
@@ -65,7 +65,7 @@ secrets() {
     case "$key" in ''|'#'*) continue ;; esac
     grep -q "^$key:" "$plain" || printf '%s: "%s"\n' "$key" "$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" >> "$plain"
   done < inventories/lab/secrets.keys
-  (umask 077 && ansible-vault encrypt --vault-password-file "$pass" --output "$vault" "$plain" >/dev/null)
+  (umask 077 && env -u ANSIBLE_VAULT_PASSWORD_FILE ansible-vault encrypt --vault-password-file "$pass" --output "$vault" "$plain" >/dev/null)
   rm -f "$plain"
   chmod 600 "$vault"
 }

@@ -1,0 +1,293 @@
+"""The staged rollout on the lab, after converge ran every stage: the state and the report tell the
+truth, and each fault of the issue ends with the app serving and the state saying what happened.
+
+Every step is the operator's command (tests/harness/lab-run.sh ansible-playbook ...) against
+inventories/lab; faults are injected from outside (systemctl, docker network, SIGKILL, wrk), and
+the tests run in file order, each leaving the lab serving for the next.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+LAB_RUN = str(ROOT / "tests" / "harness" / "lab-run.sh")
+PLAN = "post-p1"
+APPS = {"app1": "172.28.87.41", "app2": "172.28.87.42"}
+NGINX = "https://172.28.87.31"
+LAB_NET = "gradual-lab"
+STAGES = ["w1d1_migration_safety", "w1d4_daily_rewards", "w1d5_all_p1b", "w2d10_conservative_limits",
+          "w2d11_optimised_limits", "w3d15_hot_path_indexes", "w3d17_standings_cache", "w3d18_all_caching",
+          "w4_stabilisation"]
+TLS = ssl.create_default_context()
+TLS.check_hostname = False
+TLS.verify_mode = ssl.CERT_NONE
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+def playbook(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """ansible-playbook against the lab, output kept for the assertions (and shown on failure)."""
+    proc = subprocess.run([LAB_RUN, "ansible-playbook", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    print("$ ansible-playbook %s -> rc %s\n%s" % (" ".join(args), proc.returncode, proc.stdout[-6000:]))
+    return proc
+
+
+def docker(*args: str, check: bool = True) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=120).stdout
+
+
+def rows() -> list:
+    """Every state row of the plan, oldest first, read on db1 as postgres."""
+    out = docker("exec", "gr-lab-db1", "runuser", "-u", "postgres", "--", "psql", "-d", "goalgpt", "-AtXc",
+                 "SELECT coalesce(json_agg(r ORDER BY id), '[]') FROM gradual.rollout_state r "
+                 "WHERE plan = '%s'" % PLAN)
+    return json.loads(out)
+
+
+def latest(stage: str) -> dict:
+    found = [r for r in rows() if r["stage"] == stage]
+    return found[-1] if found else {}
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=TLS if url.startswith("https") else None) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, {}
+
+
+def served_flags(host: str) -> dict:
+    status, body = get("http://%s:3000/api/flags" % APPS[host])
+    assert status == 200, "%s /api/flags answered %s" % (host, status)
+    return {k: str(v.get("value")).lower() for k, v in body["flags"].items()}
+
+
+def flags_sum(host: str) -> str:
+    return docker("exec", "gr-lab-%s" % host, "sha256sum", "/etc/goalgpt-api/flags.env")
+
+
+def nginx_serves() -> None:
+    """The public path answers 200 for health and for a standings page."""
+    for path in ("/health", "/api/standings/39"):
+        status, _ = get(NGINX + path)
+        assert status == 200, "nginx %s answered %s" % (path, status)
+
+
+def drained() -> list:
+    return json.loads(docker("exec", "gr-lab-web1", "cat", "/etc/nginx/gradual/goalgpt.drained.json") or "[]")
+
+
+def wait_for(predicate, what: str, timeout: float = 600, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+def start_playbook(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([LAB_RUN, "ansible-playbook", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def batch_done(stage: str, before_id: int):
+    row = latest(stage)
+    return row if row.get("id", 0) > before_id and row["status"] == "running" and row["batches_done"] >= 1 else None
+
+
+# ---- after converge ---------------------------------------------------------------------------
+def test_every_stage_passed_and_the_report_is_filled():
+    for stage in STAGES:
+        assert latest(stage).get("status") == "passed", "%s: %s" % (stage, latest(stage))
+    assert playbook("rollout.yml", "-e", "rollout_action=report").returncode == 0
+    report = json.loads((ROOT / "reports" / ("rollout-%s.json" % PLAN)).read_text(encoding="utf-8"))
+    assert report["overall"] == "COMPLETE"
+    metrics = {m["metric"]: m for m in report["metrics"]}
+    for name in ("Pool utilization", "Pool utilization under load", "Standings P95 latency",
+                 "Cache hit rate (standings)", "Redis memory", "Migration table locks"):
+        assert metrics[name]["status"] == "PASS", metrics[name]
+    markdown = (ROOT / "reports" / ("rollout-%s.md" % PLAN)).read_text(encoding="utf-8")
+    assert "| Metric | Target | Actual | Status |" in markdown
+
+
+def test_status_prints_every_stage():
+    proc = playbook("rollout.yml", "-e", "rollout_action=status")
+    assert proc.returncode == 0
+    for stage in STAGES:
+        assert stage in proc.stdout
+
+
+# ---- a bad plan -------------------------------------------------------------------------------
+def _plan(stages: list) -> dict:
+    return {"rollout_plan": {"name": PLAN, "baseline": {"USE_OPTIMIZED_DAILY_REWARDS": "false"}, "stages": stages}}
+
+
+GATE = {"name": "slo", "type": "http_slo", "args": {"url": "http://127.0.0.1:3000/health", "max_p95_ms": 200}}
+FLAG = {"flags": {"USE_OPTIMIZED_DAILY_REWARDS": "true"}}
+
+
+@pytest.mark.parametrize("stages, expected", [
+    ([{"name": "a", "actions": FLAG, "gates": [GATE]}, {"name": "a", "actions": FLAG, "gates": [GATE]}],
+     "stage name 'a' is used twice"),
+    ([{"name": "a", "actions": FLAG, "gates": [dict(GATE, type="latency_check")]}], "latency_check"),
+    ([{"name": "a", "actions": FLAG, "gates": [dict(GATE, args={"url": "http://x", "max_p95_ms": -5})]}],
+     "is negative"),
+], ids=["duplicate-stage", "unknown-gate", "negative-threshold"])
+def test_a_bad_plan_is_refused_and_changes_nothing(tmp_path, stages, expected):
+    before = (rows(), flags_sum("app1"), flags_sum("app2"))
+    bad = tmp_path / "bad-plan.json"
+    bad.write_text(json.dumps(_plan(stages)), encoding="utf-8")
+    proc = playbook("rollout.yml", "-e", "@%s" % bad, "-e", "stage=a")
+    assert proc.returncode != 0
+    assert expected in proc.stdout
+    assert (rows(), flags_sum("app1"), flags_sum("app2")) == before
+
+
+# ---- Redis stopped before the cache stage -----------------------------------------------------
+def test_redis_down_before_the_cache_stage_rolls_back_and_the_app_still_serves():
+    flags_before = {h: served_flags(h) for h in APPS}
+    docker("exec", "gr-lab-cache1", "systemctl", "stop", "redis-server")
+    try:
+        proc = playbook("rollout.yml", "-e", "rollout_ignore_bake=true", "-e", "stage=w3d17_standings_cache")
+        assert proc.returncode != 0
+        assert "ROLLED BACK" in proc.stdout
+        row = latest("w3d17_standings_cache")
+        assert row["status"] == "rolled_back" and "cache" in row["reason"], row
+        assert row["figures"]["cache"]["passed"] is False
+        for host in APPS:
+            assert served_flags(host) == flags_before[host]
+        nginx_serves()
+        assert drained() == []
+    finally:
+        docker("exec", "gr-lab-cache1", "systemctl", "start", "redis-server")
+
+
+# ---- an app host unreachable mid-batch --------------------------------------------------------
+def test_an_unreachable_app_host_stops_the_stage_and_a_rerun_resumes():
+    stage = "w3d17_standings_cache"
+    before_id = latest(stage)["id"]
+    run = start_playbook("rollout.yml", "-e", "rollout_ignore_bake=true", "-e", "stage=%s" % stage)
+    cut = False
+    try:
+        running = wait_for(lambda: batch_done(stage, before_id), "the first batch (app1) of %s" % stage)
+        docker("network", "disconnect", LAB_NET, "gr-lab-app2")
+        cut = True
+        out, _ = run.communicate(timeout=600)
+        print(out[-6000:])
+        assert run.returncode != 0
+        assert "UNREACHABLE" in out
+        row = latest(stage)
+        assert row["status"] == "running" and row["batches_done"] == 1 and row["hosts_done"] == ["app1"], row
+        assert served_flags("app1")["CACHE_H2H"] == "false"  # batch 1 applied the stage to app1
+        nginx_serves()
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        if cut:
+            docker("network", "connect", "--ip", APPS["app2"], LAB_NET, "gr-lab-app2")
+    wait_for(lambda: get("http://%s:3000/health" % APPS["app2"])[0] == 200, "app2 back on the network", 60)
+    proc = playbook("rollout.yml", "-e", "rollout_ignore_bake=true")
+    assert proc.returncode == 0
+    assert "rollout stage: %s" % stage in proc.stdout
+    row = latest(stage)
+    assert row["id"] == running["id"], "the rerun resumed the interrupted row"
+    assert row["status"] == "passed" and sorted(row["hosts_done"]) == ["app1", "app2"], row
+    for host in APPS:
+        assert served_flags(host)["CACHE_H2H"] == "false"
+    assert drained() == []
+
+
+# ---- the controller killed mid-stage ----------------------------------------------------------
+def test_a_controller_killed_mid_stage_is_resumed_by_the_next_run():
+    stage = "w3d18_all_caching"
+    before_id = latest(stage)["id"]
+    run = start_playbook("rollout.yml", "-e", "rollout_ignore_bake=true", "-e", "stage=%s" % stage)
+    try:
+        running = wait_for(lambda: batch_done(stage, before_id), "the first batch (app1) of %s" % stage)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # the controller dies: no rescue, no cleanup
+        run.communicate(timeout=60)
+    row = latest(stage)
+    assert row["status"] == "running"
+    # The snapshot was recorded before the first change: what the rescue would restore.
+    assert row["figures"]["_snapshot"]["app2"]["present"]["CACHE_H2H"] == "false", row["figures"]
+    nginx_serves()
+    proc = playbook("rollout.yml", "-e", "rollout_ignore_bake=true")
+    assert proc.returncode == 0
+    row = latest(stage)
+    assert row["id"] == running["id"] and row["status"] == "passed", row
+    for host in APPS:
+        assert served_flags(host)["CACHE_H2H"] == "true"
+    assert drained() == []
+    nginx_serves()
+
+
+# ---- the emergency rollback -------------------------------------------------------------------
+def test_emergency_rollback_puts_the_baseline_back_with_no_failed_request():
+    docker("cp", str(ROOT / "bench" / "reload" / "loop.py"), "gr-lab-web1:/opt/gr-loop.py")
+    docker("exec", "gr-lab-web1", "sh", "-c",
+           "rm -f /tmp/gr-rb.stop /tmp/gr-rb.json; nohup python3 /opt/gr-loop.py --url https://127.0.0.1/health "
+           "--workers 2 --pause 0.05 --duration 300 --out /tmp/gr-rb.json --stop-file /tmp/gr-rb.stop "
+           ">/tmp/gr-rb.log 2>&1 &")
+    started = time.monotonic()
+    try:
+        proc = playbook("playbooks/rollback.yml", "-e", "rollback_reason='molecule: emergency rollback drill'")
+        seconds = time.monotonic() - started
+    finally:
+        docker("exec", "gr-lab-web1", "touch", "/tmp/gr-rb.stop")
+    loop = json.loads(wait_for(lambda: docker("exec", "gr-lab-web1", "cat", "/tmp/gr-rb.json", check=False),
+                               "the request loop's figures", 60))
+    print("rollback.yml took %.1f s; request loop: %s" % (seconds, loop))
+    assert proc.returncode == 0
+    assert loop["failed"] == 0 and loop["sent"] > 20, loop
+    base = {"USE_OPTIMIZED_DAILY_REWARDS": "false", "MATCH_ENRICHER_CONCURRENCY": "999", "USE_REDIS_CACHE": "false",
+            "CACHE_STANDINGS": "false", "CACHE_H2H": "false"}
+    for host in APPS:
+        served = served_flags(host)
+        assert {k: served[k] for k in base} == base
+
+
+# ---- a gate fails: the pool saturated by a load generator -------------------------------------
+def test_a_saturated_pool_fails_the_gate_and_the_stage_rolls_back():
+    stage = "w2d11_optimised_limits"
+    flags_before = {h: served_flags(h) for h in APPS}
+    assert flags_before["app1"]["MATCH_ENRICHER_CONCURRENCY"] == "999"  # the baseline, from the rollback
+    load = subprocess.Popen(["wrk", "-t", "2", "-c", "64", "-d", "240s", "http://%s:3000/api/standings/39" % APPS["app1"]],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        proc = playbook("rollout.yml", "-e", "rollout_ignore_bake=true", "-e", "stage=%s" % stage)
+    finally:
+        os.killpg(load.pid, signal.SIGINT)
+        print(load.communicate(timeout=30)[0])
+    assert proc.returncode != 0 and "ROLLED BACK" in proc.stdout
+    row = latest(stage)
+    assert row["status"] == "rolled_back" and "pool" in row["reason"], row
+    assert row["figures"]["pool"]["passed"] is False
+    assert row["hosts_done"] == [], "no batch may pass with a failed gate"
+    for host in APPS:
+        assert served_flags(host) == flags_before[host]
+    nginx_serves()
+    assert drained() == []
+
+
+def test_the_report_and_the_audit_trail_tell_what_happened():
+    assert playbook("rollout.yml", "-e", "rollout_action=report").returncode == 0
+    report = json.loads((ROOT / "reports" / ("rollout-%s.json" % PLAN)).read_text(encoding="utf-8"))
+    by_stage = {s["name"]: s for s in report["stages"]}
+    assert by_stage["w2d11_optimised_limits"]["status"] == "rolled_back"
+    assert report["overall"] == "ROLLED BACK"
+    events = [json.loads(line) for line in (ROOT / "reports" / "notify.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert any(e.get("event") == "rolled_back" and e.get("stage") == "w2d11_optimised_limits" for e in events)
+    assert any(e.get("event") == "resume" and e.get("stage") == "w3d18_all_caching" for e in events)
