@@ -14,8 +14,8 @@ trap 'rm -f "$log"' EXIT
 t0=$(date +%s)
 ran=0
 stage_times=()
-write_timings() {
-  [ -z "$timings" ] && return 0
+write_timings() {  # a pass that ran no stage keeps the figures of the last one that did
+  [ -z "$timings" ] || [ "$ran" -eq 0 ] && return 0
   ( IFS=,; printf '{"total_s": %s, "stages_s": {%s}}\n' "$(( $(date +%s) - t0 ))" "${stage_times[*]}" ) > "$timings"
 }
 # Every run either passes a stage or fails: the bound only guards against a plan that never ends.
