@@ -13,6 +13,7 @@ import signal
 import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def flags_sum(host: str) -> str:
 def nginx_serves() -> None:
     """The public path answers 200 for health and for a standings page."""
     for path in ("/health", "/api/standings/39"):
-        status, _ = get(NGINX + path)
+        status = get(NGINX + path)[0]
         assert status == 200, "nginx %s answered %s" % (path, status)
 
 
@@ -184,7 +185,7 @@ def test_an_unreachable_app_host_stops_the_stage_and_a_rerun_resumes():
         running = wait_for(lambda: batch_done(stage, before_id), "the first batch (app1) of %s" % stage)
         docker("network", "disconnect", LAB_NET, "gr-lab-app2")
         cut = True
-        out, _ = run.communicate(timeout=600)
+        out = run.communicate(timeout=600)[0]
         print(out[-6000:])
         assert run.returncode != 0
         assert "UNREACHABLE" in out
