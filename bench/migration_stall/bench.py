@@ -124,14 +124,20 @@ def with_pg_migrate(ladder: dict):
 
 
 def parse_aggregate(logfile: Path, t0_epoch: float) -> dict:
-    """pgbench --aggregate-interval=1 log -> {second: (txns, max_latency_ms, failures)}."""
+    """pgbench --aggregate-interval=1 log -> {second: (txns, max_latency_ms, failures)}.
+
+    PostgreSQL 15's line: interval_start num_transactions sum_latency sum_latency_2 min_latency
+    max_latency [sum_lag sum_lag_2 min_lag max_lag [skipped]] [retried retries] failures
+    serialization_failures deadlock_failures: the lag columns only with --rate, so the failures
+    are counted from the end of the line (field 6 is sum_lag in a rate-limited run).
+    """
     per_second = {}
     for line in logfile.read_text().splitlines():
         fields = line.split()
-        if len(fields) < 7:
+        if len(fields) < 9:
             continue
         second = int(fields[0]) - int(t0_epoch)
-        per_second[second] = (int(fields[1]), int(fields[5]) / 1000.0, int(fields[6]))
+        per_second[second] = (int(fields[1]), int(fields[5]) / 1000.0, int(fields[-3]))
     return per_second
 
 
