@@ -126,10 +126,10 @@ def with_pg_migrate(ladder: dict):
 def parse_aggregate(logfile: Path, t0_epoch: float) -> dict:
     """pgbench --aggregate-interval=1 log -> {second: (txns, max_latency_ms, failures)}.
 
-    PostgreSQL 15's line: interval_start num_transactions sum_latency sum_latency_2 min_latency
-    max_latency [sum_lag sum_lag_2 min_lag max_lag [skipped]] [retried retries] failures
-    serialization_failures deadlock_failures: the lag columns only with --rate, so the failures
-    are counted from the end of the line (field 6 is sum_lag in a rate-limited run).
+    Since PostgreSQL 15 every column is always there (0 when meaningless): interval_start
+    num_transactions sum_latency sum_latency_2 min_latency max_latency sum_lag sum_lag_2 min_lag
+    max_lag skipped retried retries failures serialization_failures deadlock_failures. Field 6 is
+    sum_lag (non-zero with --rate); failures is the third from the end.
     """
     per_second = {}
     for line in logfile.read_text().splitlines():
