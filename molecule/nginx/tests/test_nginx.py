@@ -69,6 +69,14 @@ def test_security_headers_everywhere(host, path, expected):
     assert headers["strict-transport-security"].startswith("max-age=63072000")
 
 
+def test_own_error_page_is_json_with_the_error_status(host):
+    out = host.check_output("curl -sk -D - 'https://127.0.0.1/.git/config'").replace("\r", "")
+    head, body = out.split("\n\n", 1)
+    assert head.split("\n")[0].split()[1] == "404"
+    assert "content-type: application/json" in head.lower()
+    assert json.loads(body) == {"error": "not found"}
+
+
 def test_tls_profile(host):
     tls11 = host.run("echo | openssl s_client -connect 127.0.0.1:443 -tls1_1 -cipher 'DEFAULT@SECLEVEL=0' 2>&1")
     assert tls11.rc != 0 or "Cipher is (NONE)" in tls11.stdout
