@@ -12,6 +12,14 @@ need_cmd dockerd "apt-get install docker.io"
 [ "$(id -u)" -eq 0 ] || die "no Docker engine answers and starting one needs root"
 need_disk 4000 /var/lib/docker
 
+# An engine that is still shutting down (e.g. a harness run just stopped it) holds its pid file:
+# wait for it, then clear a pid file whose process is gone, so the new dockerd does not refuse.
+for _ in $(seq 1 40); do
+  pid=$(cat /var/run/docker.pid 2>/dev/null) || break
+  kill -0 "$pid" 2>/dev/null || { rm -f /var/run/docker.pid; break; }
+  sleep 0.5
+done
+
 log="$GR_STATE/dockerd.log"
 say "starting dockerd (log: $log)"
 nohup dockerd >"$log" 2>&1 &
