@@ -1,8 +1,12 @@
 """PostgreSQL primary + streaming replica: behaviour and hardening."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import testinfra
@@ -10,6 +14,8 @@ import testinfra
 PRIMARY = testinfra.get_host("docker://gr-postgresql-primary")
 REPLICA = testinfra.get_host("docker://gr-postgresql-replica")
 UNIT = "postgresql@15-main"
+SCENARIO = Path(__file__).resolve().parents[1]
+CONF = "/etc/postgresql/15/main/postgresql.conf"
 
 
 def psql(host, sql, db="postgres"):
@@ -114,3 +120,50 @@ def test_analytics_is_read_only_and_owner_can_create_schemas():
     app = "host=gr-postgresql-primary dbname=goalgpt user=goalgpt_app sslmode=require"
     w = remote(REPLICA, app, "insert into molecule_probe values ('from-app')", "molecule-app-secret")
     assert w.rc == 0, w.stderr
+
+
+def bad_settings(settings: dict) -> subprocess.CompletedProcess:
+    """Converge the primary with postgresql_settings=SETTINGS (bad_settings.yml); the run's result."""
+    cmd = ["ansible-playbook", str(SCENARIO / "bad_settings.yml"), "-e", json.dumps({"postgresql_settings": settings})]
+    if os.environ.get("MOLECULE_INVENTORY_FILE"):
+        cmd += ["-i", os.environ["MOLECULE_INVENTORY_FILE"]]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ.copy(), check=False)
+
+
+def postmaster_pid() -> str:
+    return PRIMARY.check_output("head -n 1 /var/lib/postgresql/15/main/postmaster.pid")
+
+
+def test_invalid_setting_is_refused_and_previous_file_kept():
+    before, pid = PRIMARY.file(CONF).content_string, postmaster_pid()
+    run = bad_settings({"work_mem": "lots"})
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "PostgreSQL rejected the new configuration, previous files restored" in out, out[-3000:]
+    assert "work_mem" in out
+    assert PRIMARY.file(CONF).content_string == before
+    assert postmaster_pid() == pid, "an invalid value must not restart the server"
+    assert psql(PRIMARY, "select count(*) from pg_file_settings where error is not null") == "0"
+
+
+def test_failed_restart_is_undone():
+    """A postmaster setting that parses but stops the server from starting: the previous files come
+    back, the server runs again with them, and the run fails saying so."""
+    before = PRIMARY.file(CONF).content_string
+    run = bad_settings({"shared_preload_libraries": "gr_no_such_library"})
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "did not start with the new settings (shared_preload_libraries)" in out, out[-3000:]
+    assert PRIMARY.file(CONF).content_string == before
+    assert "gr_no_such_library" not in PRIMARY.file(CONF).content_string
+    assert PRIMARY.service(UNIT).is_running
+    assert psql(PRIMARY, "show shared_preload_libraries") == ""
+    assert psql(PRIMARY, "select count(*) from pg_file_settings where error is not null") == "0"
+    # The replica follows the restarted primary again.
+    for _attempt in range(60):
+        state = psql(PRIMARY, "select coalesce(max(state), 'none') from pg_stat_replication "
+                              "where application_name = 'gr_postgresql_replica'")
+        if state == "streaming":
+            return
+        time.sleep(0.5)
+    pytest.fail("the replica did not stream again after the primary came back (state %s)" % state)

@@ -1,6 +1,13 @@
 """Redis: login required, app user without dangerous commands, hardened files and process."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+from pathlib import Path
+
+SCENARIO = Path(__file__).resolve().parents[1]
+
 ADMIN = "--user admin --pass molecule-redis-admin --no-auth-warning"
 APP = "--user app --pass molecule-redis-app --no-auth-warning"
 
@@ -53,3 +60,23 @@ def test_admin_and_settings(host):
 def test_container_workaround_only_in_container(host):
     dropin = host.file("/etc/systemd/system/redis-server.service.d/container.conf")
     assert dropin.exists and "PrivateUsers=false" in dropin.content_string
+
+
+def test_config_redis_cannot_start_with_is_undone(host):
+    """A directive Redis refuses at start: the previous redis.conf comes back, Redis runs with it
+    (the AOF keeps the data), and the run fails saying so."""
+    assert cli(host, ADMIN, "SET molecule:survivor kept") == "OK"
+    before = host.file("/etc/redis/redis.conf").content_string
+    cmd = ["ansible-playbook", str(SCENARIO / "bad_config.yml"),
+           "-e", json.dumps({"redis_extra_config": {"maxclients": "gr-not-a-number"}})]
+    if os.environ.get("MOLECULE_INVENTORY_FILE"):
+        cmd += ["-i", os.environ["MOLECULE_INVENTORY_FILE"]]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ.copy(), check=False)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "Redis did not start with the new redis.conf; the previous file is back" in out, out[-3000:]
+    conf = host.file("/etc/redis/redis.conf")
+    assert conf.content_string == before
+    assert conf.user == "redis" and conf.mode == 0o640
+    assert host.service("redis-server").is_running
+    assert cli(host, ADMIN, "GET molecule:survivor") == "kept"
