@@ -1,0 +1,304 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: gradual.rollout contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: config_files
+short_description: Write a set of configuration files in one round trip
+version_added: "0.1.0"
+description:
+  - Writes several files whose content the controller already rendered (for example with
+    C(lookup('ansible.builtin.template', ...))), each atomically, and sets their owner, group and
+    mode. One module call for the whole set, where M(ansible.builtin.template) costs two remote
+    calls per file even when nothing changes.
+  - A file is replaced only when its content differs. The new content gets its owner, group and
+    mode before it is renamed over the old file, so it is never readable with looser permissions.
+  - With O(backup=true) the previous version of every replaced file is kept beside it and its
+    path returned, so a caller can put the set back when the service refuses it.
+  - Every file is checked before any is written; a bad entry changes nothing.
+author:
+  - gradual.rollout maintainers (@gradual-rollout)
+options:
+  files:
+    description: The files to write.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      dest:
+        description: Absolute path of the file.
+        type: path
+        required: true
+      content:
+        description:
+          - The whole content of the file. Not logged (configuration files may carry secrets or
+            their hashes).
+        type: str
+        required: true
+      owner:
+        description: Owner of the file. Defaults to O(owner).
+        type: str
+      group:
+        description: Group of the file. Defaults to O(group).
+        type: str
+      mode:
+        description: Mode of the file, octal string or symbolic. Defaults to O(mode).
+        type: raw
+  owner:
+    description: Owner of the files that set none. Unset keeps the current owner (new files get the
+      module's user).
+    type: str
+  group:
+    description: Group of the files that set none.
+    type: str
+  mode:
+    description:
+      - Mode of the files that set none. Unset keeps the current mode; a new file then gets
+        C(0600).
+    type: raw
+  backup:
+    description: Keep the previous version of each replaced file (C(DEST.PID.DATE~)).
+    type: bool
+    default: false
+  create_parents:
+    description: Create a missing parent folder (mode C(0755), owned by the module's user).
+      Otherwise a missing folder fails the task before anything is written.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    description: Reports which files would change, writes nothing.
+    support: full
+  diff_mode:
+    description: A unified diff of each file whose content changes.
+    support: full
+notes:
+  - The content travels as a module argument; it is marked C(no_log) so that it is not written to
+    the remote syslog nor echoed in the invocation. C(--diff) shows a unified diff of each changed
+    file, as M(ansible.builtin.template) would (a line equal to the whole content of a one-line
+    file shows masked).
+seealso:
+  - module: ansible.builtin.template
+  - module: ansible.builtin.copy
+"""
+
+EXAMPLES = r"""
+- name: Write postgresql.conf and pg_hba.conf together (previous versions kept)
+  gradual.rollout.config_files:
+    files:
+      - dest: /etc/postgresql/15/main/postgresql.conf
+        content: "{{ lookup('ansible.builtin.template', 'postgresql.conf.j2') }}"
+        mode: "0644"
+      - dest: /etc/postgresql/15/main/pg_hba.conf
+        content: "{{ lookup('ansible.builtin.template', 'pg_hba.conf.j2') }}"
+        mode: "0600"
+    owner: postgres
+    group: postgres
+    backup: true
+  register: pg_files
+
+- name: Put back the files the server refused
+  ansible.builtin.copy:
+    src: "{{ item.backup_file }}"
+    dest: "{{ item.dest }}"
+    remote_src: true
+    mode: preserve
+  loop: "{{ pg_files.files | selectattr('backup_file', 'defined') | list }}"
+"""
+
+RETURN = r"""
+files:
+  description: One entry per file, in the order given.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    dest:
+      description: Path of the file.
+      type: str
+      sample: /etc/postgresql/15/main/postgresql.conf
+    changed:
+      description: Whether the content or an attribute changed (or would, in check mode).
+      type: bool
+    content_changed:
+      description: Whether the content changed (or would).
+      type: bool
+    created:
+      description: Whether the file did not exist before.
+      type: bool
+    backup_file:
+      description: The previous version, when O(backup=true) and the content was replaced.
+      type: str
+      returned: when a backup was made
+      sample: /etc/postgresql/15/main/postgresql.conf.4711.2026-12-01@10:00:00~
+changed_files:
+  description: Paths of the files that changed.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import difflib
+import grp
+import os
+import pwd
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
+
+
+def _read(path: str) -> bytes | None:
+    """The current content of PATH, or None when it does not exist."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def unified_diff(dest: str, old: bytes | None, new: bytes) -> str:
+    """A unified diff of the file. Prepared here because the content is a no_log argument: a
+    before/after pair would come back masked, while the diff's prefixed lines do not match it."""
+    before = to_text(old or b"", errors="surrogate_or_replace").splitlines(keepends=True)
+    after = to_text(new, errors="surrogate_or_replace").splitlines(keepends=True)
+    return "".join(difflib.unified_diff(before, after, fromfile=dest if old is not None else "/dev/null",
+                                        tofile=dest))
+
+
+def check_entries(module: AnsibleModule, entries: list[dict]) -> None:
+    """Fail, before anything is written, on a relative or repeated path, a path that is a folder,
+    or a missing parent folder (unless create_parents)."""
+    seen = set()
+    for entry in entries:
+        dest = entry["dest"]
+        if not os.path.isabs(dest):
+            module.fail_json(msg=f"files[].dest must be an absolute path, got {dest!r}")
+        if dest in seen:
+            module.fail_json(msg=f"files[].dest {dest!r} is given twice: each file may appear once")
+        seen.add(dest)
+        if os.path.isdir(dest):
+            module.fail_json(msg=f"files[].dest {dest!r} is a folder, expected a file path")
+        parent = os.path.dirname(dest)
+        if not os.path.isdir(parent) and not module.params["create_parents"]:
+            module.fail_json(msg=f"the folder {parent!r} of {dest!r} does not exist "
+                                 "(create it first or set create_parents: true)")
+        if not module.check_mode:
+            # A fresh host in check mode may not have the service's user yet.
+            check_owner(module, dest, entry.get("owner") or module.params["owner"], pwd.getpwnam, "owner")
+            check_owner(module, dest, entry.get("group") or module.params["group"], grp.getgrnam, "group")
+
+
+def check_owner(module: AnsibleModule, dest: str, name: str | None, lookup, what: str) -> None:
+    """Fail when the user or group NAME (not a number) does not exist on this host."""
+    if name is None or name.isdigit():
+        return
+    try:
+        lookup(name)
+    except KeyError:
+        module.fail_json(msg=f"{what} {name!r} of {dest!r} does not exist on this host")
+
+
+def file_args(module: AnsibleModule, entry: dict, path: str) -> dict:
+    """The attributes wanted for ENTRY, applied to PATH."""
+    params = module.params
+    return {
+        "path": path,
+        "owner": entry.get("owner") or params["owner"],
+        "group": entry.get("group") or params["group"],
+        "mode": entry.get("mode") if entry.get("mode") is not None else params["mode"],
+        "attributes": None,
+        "secontext": None,
+    }
+
+
+def write_one(module: AnsibleModule, entry: dict, new: bytes, old: bytes | None) -> dict:
+    """Write NEW to entry['dest'] atomically with its attributes set first; returns the backup."""
+    dest = entry["dest"]
+    parent = os.path.dirname(dest)
+    if not os.path.isdir(parent):
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+    result = {}
+    if old is not None and module.params["backup"]:
+        result["backup_file"] = module.backup_local(dest)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(new)
+        args = file_args(module, entry, tmp)
+        if old is not None:
+            # Keep what the caller leaves unset from the file being replaced.
+            current = os.stat(dest)
+            if args["owner"] is None and args["group"] is None:
+                os.chown(tmp, current.st_uid, current.st_gid)
+            if args["mode"] is None:
+                os.chmod(tmp, current.st_mode & 0o7777)
+        module.set_fs_attributes_if_different(args, False)
+        os.replace(tmp, dest)
+    except Exception:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return result
+
+
+def apply_one(module: AnsibleModule, entry: dict) -> tuple[dict, dict | None]:
+    """Bring one file to its content and attributes; its result and its diff (or None)."""
+    dest = entry["dest"]
+    new = to_bytes(entry["content"], errors="surrogate_or_strict")
+    old = _read(dest)
+    content_changed = old != new
+    result = {"dest": dest, "created": old is None, "content_changed": content_changed}
+    diff = None
+    if content_changed and module._diff:
+        diff = {"prepared": unified_diff(dest, old, new)}
+    attrs_changed = False
+    if content_changed and not module.check_mode:
+        result.update(write_one(module, entry, new, old))
+    elif old is not None:
+        # Same content (or check mode): only the attributes may need a change.
+        attrs_changed = module.set_fs_attributes_if_different(file_args(module, entry, dest), False)
+    result["changed"] = content_changed or attrs_changed
+    return result, diff
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "files": {"type": "list", "elements": "dict", "required": True, "options": {
+                "dest": {"type": "path", "required": True},
+                "content": {"type": "str", "required": True, "no_log": True},
+                "owner": {"type": "str"},
+                "group": {"type": "str"},
+                "mode": {"type": "raw"},
+            }},
+            "owner": {"type": "str"},
+            "group": {"type": "str"},
+            "mode": {"type": "raw"},
+            "backup": {"type": "bool", "default": False},
+            "create_parents": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    entries = module.params["files"]
+    check_entries(module, entries)
+    results, diffs = [], []
+    for entry in entries:
+        try:
+            result, diff = apply_one(module, entry)
+        except (OSError, ValueError) as exc:
+            module.fail_json(msg=f"could not write {entry['dest']}: {to_native(exc)}",
+                             files=results, changed=any(r["changed"] for r in results))
+        results.append(result)
+        if diff:
+            diffs.append(diff)
+    changed = [r["dest"] for r in results if r["changed"]]
+    module.exit_json(changed=bool(changed), files=results, changed_files=changed, diff=diffs)
+
+
+if __name__ == "__main__":
+    main()
