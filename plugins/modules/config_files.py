@@ -231,10 +231,10 @@ def write_one(module: AnsibleModule, entry: dict, new: bytes, old: bytes | None)
             handle.write(new)
         args = file_args(module, entry, tmp)
         if old is not None:
-            # Keep what the caller leaves unset from the file being replaced.
+            # Keep what the caller leaves unset from the file being replaced (-1: no change).
             current = os.stat(dest)
-            if args["owner"] is None and args["group"] is None:
-                os.chown(tmp, current.st_uid, current.st_gid)
+            os.chown(tmp, current.st_uid if args["owner"] is None else -1,
+                     current.st_gid if args["group"] is None else -1)
             if args["mode"] is None:
                 os.chmod(tmp, current.st_mode & 0o7777)
         module.set_fs_attributes_if_different(args, False)

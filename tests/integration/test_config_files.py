@@ -100,3 +100,14 @@ def test_content_is_never_logged(tmp_path):
     assert host["rc"] == 0, host["_stdout"][-2000:]
     assert "s3cr3t-value" not in host["_stdout"]
     assert dest.read_text() == "user app on >s3cr3t-value\n"
+
+
+def test_unset_attributes_are_kept_from_the_replaced_file(tmp_path):
+    a = tmp_path / "a.conf"
+    a.write_text("old content\n")
+    os.chmod(a, 0o604)
+    os.chown(a, os.getuid(), 0)
+    res = run_module("config_files", {"files": [{"dest": str(a), "content": "new content\n"}]})
+    assert res["rc"] == 0 and res["changed"] is True, res
+    assert a.read_text() == "new content\n" and mode(a) == 0o604
+    assert os.stat(a).st_gid == 0
