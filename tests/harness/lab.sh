@@ -47,7 +47,7 @@ up() {
   say "lab up: ${!HOSTS[*]}"
 }
 
-# Random values for every name in inventories/lab/secrets.keys that has none yet, kept in a
+# Random values for every name in inventories/secrets.keys that has none yet, kept in a
 # vault-encrypted group_vars file. Existing values are kept so a running lab stays consistent.
 secrets() {
   # The password file is named here, so one from the environment would be a second "default" id.
@@ -64,7 +64,7 @@ secrets() {
   while read -r key; do
     case "$key" in ''|'#'*) continue ;; esac
     grep -q "^$key:" "$plain" || printf '%s: "%s"\n' "$key" "$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" >> "$plain"
-  done < inventories/lab/secrets.keys
+  done < inventories/secrets.keys
   (umask 077 && env -u ANSIBLE_VAULT_PASSWORD_FILE ansible-vault encrypt --vault-password-file "$pass" --output "$vault" "$plain" >/dev/null)
   rm -f "$plain"
   chmod 600 "$vault"
