@@ -79,3 +79,8 @@ def test_restore_drill_of_a_bad_dump_fails(host, dumped, damage):
     assert res.returncode != 0, res.stdout[-2000:]
     assert "row counts match the source" not in res.stdout
     assert "goalgpt_restore_drill" not in psql(host, "select string_agg(datname, ',') from pg_database")
+
+
+def test_retention_comes_from_the_inventory(host):
+    script = host.file("/usr/local/sbin/gradual-pg-backup")
+    assert script.mode == 0o755 and "RETENTION_DAYS=7\n" in script.content_string
