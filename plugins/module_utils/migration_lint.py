@@ -366,6 +366,17 @@ def target_table(node) -> str:
     return ""
 
 
+def locked_relations(node) -> tuple:
+    """Existing relations NODE locks: its target and the tables new foreign keys reference."""
+    names = [target_table(node)]
+    if type(node).__name__ == "AlterTableStmt":
+        for cmd in node.cmds or ():
+            con = cmd.def_ if cmd.subtype == pg_enums.AlterTableType.AT_AddConstraint else None
+            if con is not None and _contype(con) == pg_enums.ConstrType.CONSTR_FOREIGN:
+                names.append(relname(con.pktable))
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
 def _created_table(node) -> str:
     kind = type(node).__name__
     if kind == "CreateStmt":

@@ -55,6 +55,7 @@ class PlannedStatement:
     rewritten_from: str | None = None
     index_name: str | None = None  # CREATE INDEX CONCURRENTLY: schema-qualified name to check
     drop_index: bool = False  # DROP INDEX CONCURRENTLY: skip when already gone
+    relations: tuple = ()  # existing tables it locks (its target, a new foreign key's referenced table)
 
     def to_dict(self) -> dict:
         data = dict(sql=self.sql, lock=self.lock, line=self.line,
@@ -144,7 +145,8 @@ def _constraint_name(table: str, con) -> str:
 
 def _stmt(node, line: int, origin: str, **flags) -> PlannedStatement:
     return PlannedStatement(sql=lint._deparse(node), lock=lint.lock_of(node), line=line,
-                            concurrent=lint.is_concurrent(node), rewritten_from=origin, **flags)
+                            concurrent=lint.is_concurrent(node), rewritten_from=origin,
+                            relations=lint.locked_relations(node), **flags)
 
 
 def _fix_validated_constraint(relation, cmd, line: int, origin: str) -> list:
@@ -265,7 +267,8 @@ def _as_written(stmt: lint.Statement) -> PlannedStatement:
     drop_index = stmt.kind == "DropStmt" and bool(node.concurrent)
     return PlannedStatement(sql=stmt.sql.rstrip().rstrip(";").rstrip(), lock=lint.lock_of(node),
                             line=stmt.line, concurrent=lint.is_concurrent(node), isolated=isolated,
-                            index_name=name, drop_index=drop_index)
+                            index_name=name, drop_index=drop_index,
+                            relations=lint.locked_relations(node))
 
 
 # --------------------------------------------------------------------------- planning

@@ -16,6 +16,7 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 try:
     import psycopg2
@@ -31,6 +32,51 @@ except ImportError:  # pragma: no cover - exercised by the sanity import test
 
 # SQLSTATEs worth another attempt: lock_not_available (lock_timeout), deadlock_detected.
 RETRYABLE = {"55P03", "40P01"}
+
+# pg_locks modes, weakest first, and the ones each strong table lock conflicts with (PostgreSQL
+# manual, "Conflicting Lock Modes"). Weaker locks do not stop ordinary reads or writes while queued.
+PG_LOCK_MODES = ("AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
+                 "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+CONFLICTS = {
+    "ACCESS EXCLUSIVE": PG_LOCK_MODES,
+    "EXCLUSIVE": PG_LOCK_MODES[1:],
+    "SHARE ROW EXCLUSIVE": PG_LOCK_MODES[2:],
+    "SHARE": ("RowExclusiveLock", "ShareUpdateExclusiveLock") + PG_LOCK_MODES[5:],
+}
+
+# Granted locks on RELATIONS in MODES held by other sessions of this database, with their virtual
+# transaction (the same one seen twice is a transaction that stays open).
+HOLDERS_QUERY = """
+SELECT l.pid, l.virtualtransaction, l.mode, l.relation::regclass::text,
+       coalesce(a.application_name, ''), coalesce(a.state, ''),
+       (extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::bigint,
+       coalesce(a.backend_type, 'client backend'),
+       coalesce(a.query NOT LIKE 'autovacuum:%%' OR a.query LIKE '%%to prevent wraparound%%', true)
+  FROM pg_locks l
+  LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND l.relation = ANY (ARRAY(SELECT to_regclass(name)::oid FROM unnest(%s::text[]) AS name))
+   AND l.mode = ANY (%s)
+"""
+
+
+class Holder(NamedTuple):
+    """A session holding a lock that conflicts with the one a step needs."""
+
+    pid: int
+    vxid: str
+    mode: str
+    relation: str
+    application: str
+    state: str
+    age_ms: int | None
+    backend_type: str = "client backend"
+    protected: bool = True  # an autovacuum preventing wraparound, or one whose query is hidden from us
+
+    @property
+    def cancellable_autovacuum(self) -> bool:
+        return self.backend_type == "autovacuum worker" and not self.protected
 
 
 class MigrationError(Exception):
@@ -137,6 +183,9 @@ class Runner:
     ledger: Ledger
     ladder: Ladder
     concurrent_lock_timeout_ms: int = 0
+    blocker_wait_s: float = 60.0
+    cancel_autovacuum: bool = True
+    probe_s: float = 0.1
     records: list = field(default_factory=list)
     log: list = field(default_factory=list)
 
@@ -200,24 +249,103 @@ class Runner:
 
     def _run_transaction(self, version: str, step, after) -> None:
         recs = [self._record(version, item) for item in step.statements]
+        strong = [(item, rec) for item, rec in zip(step.statements, recs) if item.lock in CONFLICTS]
+        deadline = time.monotonic() + self.blocker_wait_s
         for attempt in range(1, self.ladder.attempts + 1):
             timeout = self.ladder.timeout_ms(attempt)
+            if strong:
+                self._wait_for_blockers(version, strong, deadline)
             failed = self._attempt(step, recs, timeout, after)
             if failed is None:
                 return
             if failed.pgcode not in RETRYABLE:
                 raise MigrationError("migration %s failed at line %s: %s" % (
                     version, failed.item.line, failed.message), version=version, sql=failed.item.sql)
-            self.log.append("%s: %s on attempt %d (lock_timeout %d ms)" % (version, failed.message,
-                                                                           attempt, timeout))
+            holders = self._holders(self._wanted_modes(strong)) if strong else []
+            self.log.append("%s: %s on attempt %d (lock_timeout %d ms)%s" % (
+                version, failed.message, attempt, timeout, "; held by " + _describe(holders) if holders else ""))
             if attempt < self.ladder.attempts:
                 time.sleep(self.ladder.sleep_s())
+        holders = self._holders(self._wanted_modes(strong)) if strong else []
         raise MigrationError(
             "migration %s: could not get the %s lock for '%s' in %d attempts (lock_timeout up to %d ms);"
-            " nothing of this step was applied. Find the blocking session in pg_stat_activity, or raise"
-            " lock_retries / lock_timeout_max_ms" % (version, failed.item.lock, failed.item.sql,
-                                                     self.ladder.attempts, self.ladder.max_ms),
+            " nothing of this step was applied. %s, or raise lock_retries / lock_timeout_max_ms"
+            % (version, failed.item.lock, failed.item.sql, self.ladder.attempts, self.ladder.max_ms,
+               "Blocking now: " + _describe(holders) if holders
+               else "Find the blocking session in pg_stat_activity"),
             version=version, sql=failed.item.sql)
+
+    def _wait_for_blockers(self, version: str, strong: list, deadline: float) -> None:
+        """Wait, holding and queueing for nothing, while a transaction that stays open holds a lock
+        that conflicts with the step's strong locks: an attempt now would queue every reader or
+        writer of the table behind it for its whole lock_timeout. Waits until DEADLINE at most."""
+        wanted = self._wanted_modes(strong)
+        started = time.monotonic()
+        seen: dict = {}
+        reported: set = set()
+        while True:
+            holders = [h for h in self._holders(wanted) if h.backend_type == "client backend"]
+            staying = [h for h in holders if (h.pid, h.vxid) in seen]
+            if not holders or (seen and not staying):
+                break
+            if time.monotonic() >= deadline:
+                self.log.append("%s: still blocked by %s after waiting %d s (blocker_wait_s): trying"
+                                " under the lock_timeout ladder" % (version, _describe(staying or holders),
+                                                                    self.blocker_wait_s))
+                break
+            for holder in staying:
+                if holder.pid not in reported:
+                    reported.add(holder.pid)
+                    self.log.append("%s: waiting for %s to end before taking %s (nothing queued)"
+                                    % (version, _describe([holder]), strong[0][0].lock))
+            seen = {(h.pid, h.vxid): h for h in holders}
+            time.sleep(self.probe_s)
+        waited = int((time.monotonic() - started) * 1000)
+        strong[0][1]["blocker_wait_ms"] = strong[0][1].get("blocker_wait_ms", 0) + waited
+        if self.cancel_autovacuum:
+            self._cancel_autovacuum(version, wanted)
+
+    def _cancel_autovacuum(self, version: str, wanted: tuple) -> None:
+        """Cancel autovacuum workers holding a conflicting lock, as PostgreSQL does itself once a lock
+        request has waited deadlock_timeout (1 s by default), which a short lock_timeout never
+        reaches. Workers preventing wraparound are left alone; autovacuum comes back later."""
+        for holder in self._holders(wanted):
+            if not holder.cancellable_autovacuum:
+                continue
+            try:
+                with self.conn.cursor() as cur:
+                    cur.execute("SELECT pg_cancel_backend(%s)", (holder.pid,))
+                    done = bool(cur.fetchone()[0])
+            except psycopg2.Error as exc:
+                done = False
+                reason = str(exc).strip().splitlines()[0]
+            else:
+                reason = "it had already ended"
+            if done:
+                self.log.append("%s: cancelled %s so the step's lock is not stuck behind it (autovacuum"
+                                " runs again later)" % (version, _describe([holder])))
+            else:
+                self.log.append("%s: could not cancel %s: %s; the lock_timeout ladder goes on (the"
+                                " role needs pg_signal_backend or superuser for this)"
+                                % (version, _describe([holder]), reason))
+
+    @staticmethod
+    def _wanted_modes(strong: list) -> tuple:
+        relations: dict = {}
+        modes: set = set()
+        for item, _rec in strong:
+            relations.update(dict.fromkeys(item.relations))
+            modes.update(CONFLICTS[item.lock])
+        return list(relations), sorted(modes)
+
+    def _holders(self, wanted: tuple) -> list:
+        relations, modes = wanted
+        if not relations or self.blocker_wait_s <= 0:
+            return []
+        quoted = [_quote_qualified(self.conn, name) for name in relations]
+        with self.conn.cursor() as cur:
+            cur.execute(HOLDERS_QUERY, (quoted, modes))
+            return [Holder(*row) for row in cur.fetchall()]
 
     def _attempt(self, step, recs: list, timeout_ms: int, after):
         """One try of a transactional step; None on success, else the failure."""
@@ -291,6 +419,20 @@ class Runner:
                         % (version, name))
         cur.execute(pgsql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
             pgsql.SQL(_quote_qualified(cur.connection, name))))
+
+
+def _describe(holders: list) -> str:
+    """'pid 42 (application app, idle in transaction, transaction open 3.1 s) holding ...'."""
+    parts = []
+    for holder in holders[:3]:
+        about = ", ".join(x for x in (
+            holder.backend_type if holder.backend_type != "client backend" else "",
+            "application %s" % holder.application if holder.application else "", holder.state,
+            "transaction open %.1f s" % (holder.age_ms / 1000.0) if holder.age_ms is not None else "") if x)
+        parts.append("pid %s%s holding %s on %s" % (holder.pid, " (%s)" % about if about else "",
+                                                    holder.mode, holder.relation))
+    more = " and %d more" % (len(holders) - 3) if len(holders) > 3 else ""
+    return "; ".join(parts) + more
 
 
 def _quote_qualified(conn, name: str) -> str:

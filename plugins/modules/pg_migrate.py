@@ -17,6 +17,10 @@ description:
   - Statements of one migration share one transaction, run with a short C(lock_timeout) that rises
     on a ladder with jittered sleeps between attempts; when the attempts are exhausted the module
     fails and nothing of that step is applied. It never waits for a lock without a timeout.
+  - Before asking for a strong lock, the runner waits (without queueing) while another session keeps
+    a conflicting lock in a long transaction, and cancels autovacuum workers in the way (see
+    O(blocker_wait_s) and O(cancel_autovacuum)); a request queued behind a long reader would
+    otherwise stop every write to the table for its whole C(lock_timeout).
   - C(CONCURRENTLY) statements run outside a transaction with C(statement_timeout = 0); an INVALID
     index left by a failed concurrent build is dropped and rebuilt.
   - One run at a time per ledger (a session advisory lock); a second concurrent run fails at once.
@@ -103,6 +107,30 @@ options:
       - C(lock_timeout) and C(statement_timeout) are the runner's and are refused here.
     type: dict
     default: {}
+  blocker_wait_s:
+    description:
+      - Before each attempt of a step that takes a lock stronger than C(SHARE UPDATE EXCLUSIVE), the
+        runner looks in C(pg_locks) for other sessions holding a conflicting lock on the tables the
+        step touches. While one of them keeps the same transaction open across two looks 0.1 s
+        apart (a long report, a session idle in transaction), the runner waits without asking for
+        the lock, so nothing queues behind it; each blocker is named once in RV(log).
+      - Seconds this waiting may take per step in all; after that the attempts go on under the
+        C(lock_timeout) ladder as usual. C(0) turns the waiting off.
+      - Autovacuum workers are not waited for (see O(cancel_autovacuum)).
+    type: int
+    default: 60
+  cancel_autovacuum:
+    description:
+      - Before an attempt of a step that takes a strong lock, cancel (C(pg_cancel_backend)) the
+        autovacuum workers holding a conflicting lock on its tables. PostgreSQL cancels such a worker
+        by itself once a lock request has waited C(deadlock_timeout) (1 s by default), which the
+        ladder's short C(lock_timeout) never reaches, so without this every attempt can time out
+        behind a long vacuum of a big table. Workers that prevent transaction ID wraparound are
+        never cancelled; autovacuum processes the table again on a later round.
+      - Needs superuser or membership in C(pg_signal_backend); without it the attempt is logged in
+        RV(log) and the ladder goes on.
+    type: bool
+    default: true
   concurrent_lock_timeout_ms:
     description:
       - C(lock_timeout) of C(CONCURRENTLY) statements; C(0) waits (they do not block reads or writes
@@ -184,6 +212,10 @@ statements:
     duration_ms: {description: Time of the successful execution., type: int}
     attempts: {description: Executions including lock-timeout retries., type: int}
     lock_wait_ms: {description: Time lost in attempts that timed out on a lock., type: int}
+    blocker_wait_ms:
+      description: Time spent waiting, without queueing, for sessions that held a conflicting lock (see O(blocker_wait_s)).
+      type: int
+      returned: on statements that take a strong lock
 plan:
   description:
     - Per migration to run, its statements (sql, lock, transactional, rewritten_from), the blocking
@@ -245,6 +277,8 @@ def argument_spec() -> dict:
         lock_retries=dict(type="int", default=10),
         retry_sleep_ms=dict(type="int", default=1000),
         concurrent_lock_timeout_ms=dict(type="int", default=0),
+        blocker_wait_s=dict(type="int", default=60),
+        cancel_autovacuum=dict(type="bool", default=True),
         session_settings=dict(type="dict", default={}),
     )
     return spec
@@ -258,10 +292,13 @@ def check_ladder(module) -> "mrun.Ladder":
     if p["lock_timeout_max_ms"] < p["lock_timeout_ms"]:
         module.fail_json(msg="lock_timeout_max_ms=%s is below lock_timeout_ms=%s: raise it"
                          % (p["lock_timeout_max_ms"], p["lock_timeout_ms"]))
-    if p["lock_timeout_factor"] < 1 or p["retry_sleep_ms"] < 0 or p["concurrent_lock_timeout_ms"] < 0:
-        module.fail_json(msg="lock_timeout_factor must be >= 1, retry_sleep_ms and "
-                         "concurrent_lock_timeout_ms >= 0 (got %s, %s, %s)"
-                         % (p["lock_timeout_factor"], p["retry_sleep_ms"], p["concurrent_lock_timeout_ms"]))
+    bad = ["%s=%s" % (key, p[key]) for key in ("retry_sleep_ms", "concurrent_lock_timeout_ms", "blocker_wait_s")
+           if p[key] < 0]
+    if p["lock_timeout_factor"] < 1:
+        bad.insert(0, "lock_timeout_factor=%s" % p["lock_timeout_factor"])
+    if bad:
+        module.fail_json(msg="%s: lock_timeout_factor must be >= 1; retry_sleep_ms, concurrent_lock_timeout_ms"
+                         " and blocker_wait_s must be >= 0" % ", ".join(bad))
     return mrun.Ladder(start_ms=p["lock_timeout_ms"], max_ms=p["lock_timeout_max_ms"],
                        factor=p["lock_timeout_factor"], attempts=p["lock_retries"],
                        sleep_ms=p["retry_sleep_ms"])
@@ -413,7 +450,9 @@ def current_version(rows: dict) -> int:
 
 def execute(module, conn, ledger, plans: list, rows: dict, result: dict) -> None:
     runner = mrun.Runner(conn=conn, ledger=ledger, ladder=check_ladder(module),
-                         concurrent_lock_timeout_ms=module.params["concurrent_lock_timeout_ms"])
+                         concurrent_lock_timeout_ms=module.params["concurrent_lock_timeout_ms"],
+                         blocker_wait_s=module.params["blocker_wait_s"],
+                         cancel_autovacuum=module.params["cancel_autovacuum"])
     result["statements"] = runner.records
     result["log"] = runner.log
     try:

@@ -164,8 +164,9 @@ def test_retry_under_lock_succeeds_after_blocker_ends(postgres, pg_db, migdir):
 
     thread = threading.Thread(target=release_when_retrying)
     thread.start()
+    # blocker_wait_s=0: straight to the ladder (the waiting in front of it has its own tests)
     res = run_module("pg_migrate", args(postgres, pg_db, migdir, lock_timeout_ms=50, lock_timeout_max_ms=200,
-                                        retry_sleep_ms=100, lock_retries=60))
+                                        retry_sleep_ms=100, lock_retries=60, blocker_wait_s=0))
     thread.join()
     blocker.close()
     assert released.is_set()
@@ -187,15 +188,136 @@ def test_lock_exhaustion_fails_cleanly_and_leaves_no_ledger_row(postgres, pg_db,
     blocker.cursor().execute("SELECT count(*) FROM orders")
     try:
         res = run_module("pg_migrate", args(postgres, pg_db, migdir, lock_timeout_ms=50, lock_timeout_max_ms=100,
-                                            retry_sleep_ms=50, lock_retries=3))
+                                            retry_sleep_ms=50, lock_retries=3, blocker_wait_s=1))
+        blocker_pid = blocker.get_backend_pid()
     finally:
         blocker.rollback()
         blocker.close()
     assert res["rc"] != 0
     assert "3 attempts" in res["msg"]
+    # the message names the session in the way; the log says the polite wait ran out first
+    assert "Blocking now: pid %d" % blocker_pid in res["msg"], res["msg"]
+    assert any("still blocked by pid %d" % blocker_pid in line for line in res["log"]), res["log"]
     assert "002" not in ledger(postgres, pg_db)
     assert query(postgres, pg_db, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'orders'::regclass "
                                   "AND attname = 'note'") == [(0,)]
+
+
+def _migrator_lock_requests(postgres, db: str) -> list:
+    """Lock requests of pg_migrate's session that wait (queued: everything after them waits too)."""
+    return query(postgres, db, "SELECT l.mode FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE "
+                               "a.application_name = 'gradual.rollout/pg_migrate' AND NOT l.granted")
+
+
+def test_long_reader_is_waited_for_without_queueing_writers(postgres, pg_db, migdir):
+    write(migdir, "001_base.up.sql", BASE)
+    assert run_module("pg_migrate", args(postgres, pg_db, migdir))["rc"] == 0
+    write(migdir, "002_check.up.sql",
+          "ALTER TABLE orders ADD CONSTRAINT orders_amount_check CHECK (amount >= 0) NOT VALID;\n")
+    reader = psycopg2.connect(**postgres.conninfo(pg_db, application_name="gr-monthly-report"))
+    reader.cursor().execute("SELECT count(*) FROM orders")  # ACCESS SHARE until the transaction ends
+    seen: dict = {"writes": 0, "queued": []}
+    result: dict = {}
+
+    def migrate():
+        result.update(run_module("pg_migrate", args(postgres, pg_db, migdir)))
+
+    thread = threading.Thread(target=migrate)
+    thread.start()
+    wait_for(lambda: query(postgres, pg_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
+                                            " = 'gradual.rollout/pg_migrate'")[0][0] > 0,
+             what="pg_migrate's session")
+    writer = connect(postgres, pg_db)
+    writer.cursor().execute("SET lock_timeout = '500ms'")
+    for _write in range(15):  # 1.5 s of writes while the migrator waits for the reader
+        writer.cursor().execute("UPDATE orders SET amount = amount WHERE id = 1")
+        seen["writes"] += 1
+        seen["queued"] += _migrator_lock_requests(postgres, pg_db)
+        time.sleep(0.1)
+    writer.close()
+    reader.rollback()
+    reader.close()
+    thread.join(120)
+    assert seen == {"writes": 15, "queued": []}
+    assert result["rc"] == 0, result
+    stmt = next(s for s in result["statements"] if "orders_amount_check" in s["sql"])
+    assert stmt["attempts"] == 1 and stmt["lock_wait_ms"] == 0
+    assert stmt["blocker_wait_ms"] > 0
+    waits = [line for line in result["log"] if "waiting for pid" in line]
+    assert len(waits) == 1 and "gr-monthly-report" in waits[0] and "AccessShareLock on orders" in waits[0]
+    assert ledger(postgres, pg_db)["002"][0] is True
+
+
+def test_short_transactions_do_not_hold_the_migration_back(postgres, pg_db, migdir):
+    """A steady stream of one-statement writes is not a blocker: the step goes at once."""
+    write(migdir, "001_base.up.sql", BASE)
+    assert run_module("pg_migrate", args(postgres, pg_db, migdir))["rc"] == 0
+    write(migdir, "002_column.up.sql", "ALTER TABLE orders ADD COLUMN note text;\n")
+    stop = threading.Event()
+
+    def write_loop():
+        conn = connect(postgres, pg_db)
+        while not stop.is_set():
+            conn.cursor().execute("UPDATE orders SET amount = amount WHERE id = 1")
+        conn.close()
+
+    writers = [threading.Thread(target=write_loop) for _writer in range(2)]
+    for thread in writers:
+        thread.start()
+    try:
+        res = run_module("pg_migrate", args(postgres, pg_db, migdir, blocker_wait_s=30))
+    finally:
+        stop.set()
+        for thread in writers:
+            thread.join()
+    assert res["rc"] == 0, res
+    assert not any("waiting for" in line for line in res["log"]), res["log"]
+    assert next(s for s in res["statements"] if "ADD COLUMN note" in s["sql"])["attempts"] == 1
+
+
+@pytest.fixture
+def slow_autovacuum(postgres, pg_db):
+    """An autovacuum worker crawling over `orders` (cost delay 100 ms per page), found within 1 s."""
+    query(postgres, pg_db, "ALTER SYSTEM SET autovacuum_naptime = 1")
+    query(postgres, pg_db, "SELECT pg_reload_conf()")
+    query(postgres, pg_db, "ALTER TABLE orders SET (autovacuum_vacuum_threshold = 0,"
+                           " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_cost_delay = 100,"
+                           " autovacuum_vacuum_cost_limit = 1)")
+    query(postgres, pg_db, "UPDATE orders SET amount = amount + 1")
+
+    def worker():
+        rows = query(postgres, pg_db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'autovacuum "
+                                      "worker' AND query LIKE '%%orders%%'")
+        return rows[0][0] if rows else None
+
+    yield wait_for(worker, what="an autovacuum worker on orders")
+    query(postgres, pg_db, "ALTER SYSTEM RESET autovacuum_naptime")
+    query(postgres, pg_db, "SELECT pg_reload_conf()")
+    query(postgres, pg_db, "ALTER TABLE orders SET (autovacuum_enabled = false)")
+
+
+@pytest.fixture
+def orders_50k(postgres, pg_db, migdir):
+    write(migdir, "001_base.up.sql", BASE + "INSERT INTO orders SELECT g, 1, g FROM generate_series(5001, 50000) g;\n")
+    assert run_module("pg_migrate", args(postgres, pg_db, migdir))["rc"] == 0
+    write(migdir, "002_column.up.sql", "ALTER TABLE orders ADD COLUMN note text;\n")
+
+
+def test_autovacuum_holding_the_table_is_cancelled(postgres, pg_db, migdir, orders_50k, slow_autovacuum):
+    res = run_module("pg_migrate", args(postgres, pg_db, migdir, lock_timeout_ms=50, lock_timeout_max_ms=100,
+                                        retry_sleep_ms=50, lock_retries=3))
+    assert res["rc"] == 0, res
+    assert any("cancelled pid %d (autovacuum worker" % slow_autovacuum in line for line in res["log"]), res["log"]
+    assert ledger(postgres, pg_db)["002"][0] is True
+
+
+def test_autovacuum_is_left_alone_when_asked(postgres, pg_db, migdir, orders_50k, slow_autovacuum):
+    """The failure cancel_autovacuum prevents: every short attempt times out behind the vacuum."""
+    res = run_module("pg_migrate", args(postgres, pg_db, migdir, lock_timeout_ms=50, lock_timeout_max_ms=100,
+                                        retry_sleep_ms=50, lock_retries=3, cancel_autovacuum=False))
+    assert res["rc"] != 0
+    assert "Blocking now: pid %d (autovacuum worker" % slow_autovacuum in res["msg"], res["msg"]
+    assert "002" not in ledger(postgres, pg_db)
 
 
 def test_failed_concurrent_build_is_cleaned_and_rebuilt(postgres, pg_db, migdir):
@@ -297,6 +419,19 @@ def test_bad_target_names_the_value(postgres, pg_db, migdir):
     write(migdir, "001_base.up.sql", BASE)
     res = run_module("pg_migrate", args(postgres, pg_db, migdir, target="7"))
     assert res["rc"] != 0 and "target=7" in res["msg"]
+
+
+@pytest.mark.parametrize("bad,named", [
+    (dict(blocker_wait_s=-1), "blocker_wait_s=-1: "),
+    (dict(lock_timeout_ms=500, lock_timeout_max_ms=100), "lock_timeout_max_ms=100 is below lock_timeout_ms=500"),
+    (dict(lock_timeout_factor=0.5, retry_sleep_ms=-5), "lock_timeout_factor=0.5, retry_sleep_ms=-5: "),
+])
+def test_bad_ladder_values_are_named_and_change_nothing(postgres, pg_db, migdir, bad, named):
+    write(migdir, "001_base.up.sql", BASE)
+    res = run_module("pg_migrate", args(postgres, pg_db, migdir, **bad))
+    assert res["rc"] != 0 and named in res["msg"], res["msg"]
+    assert query(postgres, pg_db, "SELECT to_regclass('accounts'), to_regclass('gradual.schema_migrations')") \
+        == [(None, None)]
 
 
 def test_session_settings_apply_and_runner_settings_are_refused(postgres, pg_db, migdir):

@@ -150,6 +150,18 @@ def test_lock_of_statement(sql, lock):
     assert lint.lock_of(lint.split_statements(sql)[0].node) == lock
 
 
+@pytest.mark.parametrize("sql,relations", [
+    ("ALTER TABLE shop.orders ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES customers (id) NOT VALID",
+     ("shop.orders", "customers")),
+    ("ALTER TABLE orders ADD COLUMN c int, ADD CONSTRAINT c_check CHECK (c > 0)", ("orders",)),
+    ('ALTER TABLE "Orders" ALTER COLUMN c SET NOT NULL', ("Orders",)),
+    ("LOCK TABLE t IN SHARE MODE", ("t",)),
+    ("CREATE TABLE n (id int)", ()),
+])
+def test_locked_relations(sql, relations):
+    assert lint.locked_relations(lint.split_statements(sql)[0].node) == relations
+
+
 def run_cli(*argv):
     return subprocess.run([sys.executable, str(CLI), *argv], capture_output=True, text=True, timeout=60,
                           check=False)

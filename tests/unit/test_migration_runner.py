@@ -27,3 +27,28 @@ def test_no_sleep_when_asked():
 
 def test_retryable_states_are_lock_timeout_and_deadlock():
     assert mr.RETRYABLE == {"55P03", "40P01"}
+
+
+def test_conflicts_follow_the_manual_table():
+    """Which held locks make a strong step wait: ACCESS SHARE (a plain SELECT) only stops ACCESS
+    EXCLUSIVE; ROW EXCLUSIVE (a write) stops SHARE and stronger; SHARE does not conflict with itself."""
+    assert "AccessShareLock" in mr.CONFLICTS["ACCESS EXCLUSIVE"]
+    assert "AccessShareLock" not in mr.CONFLICTS["EXCLUSIVE"]
+    assert "RowShareLock" in mr.CONFLICTS["EXCLUSIVE"]
+    assert "RowShareLock" not in mr.CONFLICTS["SHARE ROW EXCLUSIVE"]
+    assert "RowExclusiveLock" in mr.CONFLICTS["SHARE"]
+    assert "ShareLock" not in mr.CONFLICTS["SHARE"]
+    assert "ShareRowExclusiveLock" in mr.CONFLICTS["SHARE ROW EXCLUSIVE"]
+    assert set(mr.CONFLICTS) == {"SHARE", "SHARE ROW EXCLUSIVE", "EXCLUSIVE", "ACCESS EXCLUSIVE"}
+
+
+def test_blockers_are_described_with_what_is_known():
+    holders = [mr.Holder(42, "3/7", "AccessShareLock", "orders", "report", "idle in transaction", 3100),
+               mr.Holder(43, "4/1", "RowExclusiveLock", "orders", "", "", None),
+               mr.Holder(44, "5/2", "ShareUpdateExclusiveLock", "orders", "", "active", 12000,
+                         "autovacuum worker")]
+    assert mr._describe(holders) == ("pid 42 (application report, idle in transaction, transaction open "
+                                     "3.1 s) holding AccessShareLock on orders; pid 43 holding "
+                                     "RowExclusiveLock on orders; pid 44 (autovacuum worker, active, "
+                                     "transaction open 12.0 s) holding ShareUpdateExclusiveLock on orders")
+    assert mr._describe(holders * 2).endswith(" and 3 more")
