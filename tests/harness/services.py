@@ -80,6 +80,7 @@ class Postgres:
     user: str = "postgres"
     password: str = "gr-test-superuser"
     host: str = "127.0.0.1"
+    settings: dict = field(default_factory=dict)  # extra server settings (name: value)
 
     @property
     def datadir(self) -> Path:
@@ -112,6 +113,7 @@ class Postgres:
         opts = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
                 "-c max_connections=60 -c superuser_reserved_connections=3 -c fsync=off "
                 "-c shared_preload_libraries=pg_stat_statements")
+        opts += "".join(f" -c {name}={value}" for name, value in self.settings.items())
         pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir),
                   "-l", str(self.base / "server.log"), "-o", opts, "-w", "start"]
         proc = subprocess.run(_as_service_user() + pg_ctl, capture_output=True, text=True, check=False)
