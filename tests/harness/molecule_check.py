@@ -1,7 +1,9 @@
-"""Shared by the molecule scenarios' tests: `--check` of a scenario's converge.yml on its
-converged hosts must report no change and no failure (what a reviewer runs before a change)."""
+"""Shared by the molecule scenarios' tests: run one of a scenario's playbooks against its hosts,
+and `--check` of its converge.yml on the converged hosts, which must report no change and no
+failure (what a reviewer runs before a change)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -21,11 +23,20 @@ def changed_tasks(out: str) -> list[str]:
     return found
 
 
-def assert_check_changes_nothing(scenario: Path) -> None:
-    cmd = ["ansible-playbook", str(scenario / "converge.yml"), "--check"]
+def run_playbook(path: Path, extra: dict | None = None, *options: str,
+                 timeout: int = 900) -> subprocess.CompletedProcess:
+    """ansible-playbook PATH [-e EXTRA as JSON] [OPTIONS] on the scenario's inventory (molecule
+    gives it in MOLECULE_INVENTORY_FILE); the finished run, whatever its exit code."""
+    cmd = ["ansible-playbook", str(path), *options]
+    if extra:
+        cmd += ["-e", json.dumps(extra)]
     if os.environ.get("MOLECULE_INVENTORY_FILE"):
         cmd += ["-i", os.environ["MOLECULE_INVENTORY_FILE"]]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=os.environ.copy(), check=False)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy(), check=False)
+
+
+def assert_check_changes_nothing(scenario: Path) -> None:
+    proc = run_playbook(scenario / "converge.yml", None, "--check")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     recap = RECAP.findall(proc.stdout)

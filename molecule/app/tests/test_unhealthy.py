@@ -2,13 +2,12 @@
 handler path: the env file changed), and the next good converge brings the app back."""
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from molecule_check import run_playbook
 from test_app import get
 
 SCENARIO = Path(__file__).resolve().parents[1]
@@ -16,12 +15,7 @@ testinfra_hosts = ["docker://gr-app-pm2", "docker://gr-app-systemd"]
 
 
 def playbook(name: str, extra: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = ["ansible-playbook", str(SCENARIO / name)]
-    if extra:
-        cmd += ["-e", json.dumps(extra)]
-    if os.environ.get("MOLECULE_INVENTORY_FILE"):
-        cmd += ["-i", os.environ["MOLECULE_INVENTORY_FILE"]]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=os.environ.copy(), check=False)
+    return run_playbook(SCENARIO / name, extra, timeout=600)
 
 
 @pytest.fixture(scope="module")

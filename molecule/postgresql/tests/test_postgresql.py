@@ -1,8 +1,6 @@
 """PostgreSQL primary + streaming replica: behaviour and hardening."""
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import time
 import uuid
@@ -10,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import testinfra
+
+from molecule_check import run_playbook
 
 PRIMARY = testinfra.get_host("docker://gr-postgresql-primary")
 REPLICA = testinfra.get_host("docker://gr-postgresql-replica")
@@ -124,10 +124,7 @@ def test_analytics_is_read_only_and_owner_can_create_schemas():
 
 def bad_settings(settings: dict) -> subprocess.CompletedProcess:
     """Converge the primary with postgresql_settings=SETTINGS (bad_settings.yml); the run's result."""
-    cmd = ["ansible-playbook", str(SCENARIO / "bad_settings.yml"), "-e", json.dumps({"postgresql_settings": settings})]
-    if os.environ.get("MOLECULE_INVENTORY_FILE"):
-        cmd += ["-i", os.environ["MOLECULE_INVENTORY_FILE"]]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ.copy(), check=False)
+    return run_playbook(SCENARIO / "bad_settings.yml", {"postgresql_settings": settings}, timeout=300)
 
 
 def postmaster_pid() -> str:

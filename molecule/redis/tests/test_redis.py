@@ -1,10 +1,9 @@
 """Redis: login required, app user without dangerous commands, hardened files and process."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
+
+from molecule_check import run_playbook
 
 SCENARIO = Path(__file__).resolve().parents[1]
 
@@ -67,11 +66,8 @@ def test_config_redis_cannot_start_with_is_undone(host):
     (the AOF keeps the data), and the run fails saying so."""
     assert cli(host, ADMIN, "SET molecule:survivor kept") == "OK"
     before = host.file("/etc/redis/redis.conf").content_string
-    cmd = ["ansible-playbook", str(SCENARIO / "bad_config.yml"),
-           "-e", json.dumps({"redis_extra_config": {"maxclients": "gr-not-a-number"}})]
-    if os.environ.get("MOLECULE_INVENTORY_FILE"):
-        cmd += ["-i", os.environ["MOLECULE_INVENTORY_FILE"]]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ.copy(), check=False)
+    run = run_playbook(SCENARIO / "bad_config.yml", {"redis_extra_config": {"maxclients": "gr-not-a-number"}},
+                       timeout=300)
     out = run.stdout + run.stderr
     assert run.returncode != 0
     assert "Redis did not start with the new redis.conf; the previous file is back" in out, out[-3000:]
