@@ -45,13 +45,16 @@ CONFLICTS = {
 }
 
 # Granted locks on RELATIONS in MODES held by other sessions of this database, with their virtual
-# transaction (the same one seen twice is a transaction that stays open).
+# transaction (the same one seen twice is a transaction that stays open). Without pg_read_all_stats
+# a role sees neither the backend type nor the query of other users' sessions; client sessions
+# always show their user, so a hidden one without a user is a background process (autovacuum).
 HOLDERS_QUERY = """
 SELECT l.pid, l.virtualtransaction, l.mode, l.relation::regclass::text,
        coalesce(a.application_name, ''), coalesce(a.state, ''),
        (extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::bigint,
-       coalesce(a.backend_type, 'client backend'),
-       coalesce(a.query NOT LIKE 'autovacuum:%%' OR a.query LIKE '%%to prevent wraparound%%', true)
+       coalesce(a.backend_type, CASE WHEN a.usesysid IS NULL THEN 'background process' ELSE 'client backend' END),
+       CASE WHEN a.query LIKE 'autovacuum:%%to prevent wraparound%%' THEN 'wraparound'
+            WHEN a.query LIKE 'autovacuum:%%' THEN 'routine' ELSE 'unknown' END
   FROM pg_locks l
   LEFT JOIN pg_stat_activity a ON a.pid = l.pid
  WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid()
@@ -72,11 +75,9 @@ class Holder(NamedTuple):
     state: str
     age_ms: int | None
     backend_type: str = "client backend"
-    protected: bool = True  # an autovacuum preventing wraparound, or one whose query is hidden from us
-
-    @property
-    def cancellable_autovacuum(self) -> bool:
-        return self.backend_type == "autovacuum worker" and not self.protected
+    # for autovacuum workers: 'routine', 'wraparound', or 'unknown' when the role may not read the
+    # query of other sessions (pg_read_all_stats)
+    vacuum_kind: str = "unknown"
 
 
 class MigrationError(Exception):
@@ -187,6 +188,7 @@ class Runner:
     cancel_autovacuum: bool = True
     probe_s: float = 0.1
     records: list = field(default_factory=list)
+    _noted: set = field(default_factory=set)  # autovacuum pids already reported as not cancelled
     log: list = field(default_factory=list)
 
     # ----------------------------------------------------------------- up / down
@@ -310,7 +312,10 @@ class Runner:
         request has waited deadlock_timeout (1 s by default), which a short lock_timeout never
         reaches. Workers preventing wraparound are left alone; autovacuum comes back later."""
         for holder in self._holders(wanted):
-            if not holder.cancellable_autovacuum:
+            if holder.backend_type not in ("autovacuum worker", "background process"):
+                continue
+            if holder.vacuum_kind != "routine":
+                self._note_uncancelled(version, holder)
                 continue
             try:
                 with self.conn.cursor() as cur:
@@ -324,10 +329,22 @@ class Runner:
             if done:
                 self.log.append("%s: cancelled %s so the step's lock is not stuck behind it (autovacuum"
                                 " runs again later)" % (version, _describe([holder])))
-            else:
-                self.log.append("%s: could not cancel %s: %s; the lock_timeout ladder goes on (the"
-                                " role needs pg_signal_backend or superuser for this)"
+            elif holder.pid not in self._noted:
+                self._noted.add(holder.pid)
+                self.log.append("%s: could not cancel %s: %s; the lock_timeout ladder goes on (PostgreSQL"
+                                " cancels the worker itself once an attempt waits deadlock_timeout)"
                                 % (version, _describe([holder]), reason))
+
+    def _note_uncancelled(self, version: str, holder) -> None:
+        if holder.pid in self._noted:
+            return
+        self._noted.add(holder.pid)
+        why = ("it prevents transaction ID wraparound" if holder.vacuum_kind == "wraparound" else
+               "its query is hidden from this role, so whether it prevents wraparound is unknown (grant"
+               " pg_read_all_stats)")
+        self.log.append("%s: not cancelling %s: %s; the lock_timeout ladder goes on (PostgreSQL cancels"
+                        " a routine worker itself once an attempt waits deadlock_timeout)"
+                        % (version, _describe([holder]), why))
 
     @staticmethod
     def _wanted_modes(strong: list) -> tuple:

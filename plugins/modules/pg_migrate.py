@@ -127,8 +127,10 @@ options:
         ladder's short C(lock_timeout) never reaches, so without this every attempt can time out
         behind a long vacuum of a big table. Workers that prevent transaction ID wraparound are
         never cancelled; autovacuum processes the table again on a later round.
-      - Needs superuser or membership in C(pg_signal_backend); without it the attempt is logged in
-        RV(log) and the ladder goes on.
+      - On PostgreSQL 15 only a superuser may cancel an autovacuum worker (C(pg_signal_backend) is
+        not enough), and a role without C(pg_read_all_stats) cannot see whether the worker prevents
+        wraparound. Otherwise the runner says why in RV(log) and the ladder goes on; once one of
+        its attempts waits C(deadlock_timeout), PostgreSQL cancels the worker itself.
     type: bool
     default: true
   concurrent_lock_timeout_ms:
@@ -456,7 +458,8 @@ def execute(module, conn, ledger, plans: list, rows: dict, result: dict) -> None
     result["statements"] = runner.records
     result["log"] = runner.log
     try:
-        ledger.create(conn)
+        if not ledger.exists(conn):  # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database
+            ledger.create(conn)
         for direction, mig, fplan in plans:
             if direction == "up":
                 runner.apply(mig, fplan, mig.checksum(), rows.get(mig.number))

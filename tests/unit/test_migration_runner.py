@@ -46,7 +46,7 @@ def test_blockers_are_described_with_what_is_known():
     holders = [mr.Holder(42, "3/7", "AccessShareLock", "orders", "report", "idle in transaction", 3100),
                mr.Holder(43, "4/1", "RowExclusiveLock", "orders", "", "", None),
                mr.Holder(44, "5/2", "ShareUpdateExclusiveLock", "orders", "", "active", 12000,
-                         "autovacuum worker")]
+                         "autovacuum worker", "routine")]
     assert mr._describe(holders) == ("pid 42 (application report, idle in transaction, transaction open "
                                      "3.1 s) holding AccessShareLock on orders; pid 43 holding "
                                      "RowExclusiveLock on orders; pid 44 (autovacuum worker, active, "
