@@ -189,6 +189,7 @@ class Runner:
     probe_s: float = 0.1
     records: list = field(default_factory=list)
     _noted: set = field(default_factory=set)  # autovacuum pids already reported as not cancelled
+    _deadlock_timeout_ms: int | None = None
     log: list = field(default_factory=list)
 
     # ----------------------------------------------------------------- up / down
@@ -257,6 +258,8 @@ class Runner:
             timeout = self.ladder.timeout_ms(attempt)
             if strong:
                 self._wait_for_blockers(version, strong, deadline)
+                if self.cancel_autovacuum:
+                    timeout = self._outlast_autovacuum(version, strong, timeout)
             failed = self._attempt(step, recs, timeout, after)
             if failed is None:
                 return
@@ -306,6 +309,26 @@ class Runner:
         strong[0][1]["blocker_wait_ms"] = strong[0][1].get("blocker_wait_ms", 0) + waited
         if self.cancel_autovacuum:
             self._cancel_autovacuum(version, wanted)
+
+    def _outlast_autovacuum(self, version: str, strong: list, timeout_ms: int) -> int:
+        """When a worker that could not be cancelled still holds a conflicting lock, give the attempt
+        deadlock_timeout + 200 ms: PostgreSQL cancels a routine autovacuum worker once a lock request
+        has waited deadlock_timeout. Never beyond the ladder's top."""
+        leftover = [h for h in self._holders(self._wanted_modes(strong))
+                    if h.backend_type in ("autovacuum worker", "background process")]
+        if not leftover:
+            return timeout_ms
+        if self._deadlock_timeout_ms is None:
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'")
+                self._deadlock_timeout_ms = int(cur.fetchone()[0])
+        needed = self._deadlock_timeout_ms + 200
+        if timeout_ms >= needed or needed > self.ladder.max_ms:
+            return timeout_ms
+        self.log.append("%s: %s still holds a conflicting lock: this attempt waits up to %d ms (deadlock_timeout"
+                        " + 200 ms), long enough for PostgreSQL to cancel a routine autovacuum"
+                        % (version, _describe(leftover), needed))
+        return needed
 
     def _cancel_autovacuum(self, version: str, wanted: tuple) -> None:
         """Cancel autovacuum workers holding a conflicting lock, as PostgreSQL does itself once a lock

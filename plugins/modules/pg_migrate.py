@@ -129,8 +129,10 @@ options:
         never cancelled; autovacuum processes the table again on a later round.
       - On PostgreSQL 15 only a superuser may cancel an autovacuum worker (C(pg_signal_backend) is
         not enough), and a role without C(pg_read_all_stats) cannot see whether the worker prevents
-        wraparound. Otherwise the runner says why in RV(log) and the ladder goes on; once one of
-        its attempts waits C(deadlock_timeout), PostgreSQL cancels the worker itself.
+        wraparound. Otherwise the runner says why in RV(log), and while such a worker holds a
+        conflicting lock each attempt waits at least C(deadlock_timeout) + 200 ms, within
+        O(lock_timeout_max_ms), since PostgreSQL cancels a routine autovacuum worker once a lock
+        request has waited C(deadlock_timeout).
     type: bool
     default: true
   concurrent_lock_timeout_ms:

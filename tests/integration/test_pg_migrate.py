@@ -331,7 +331,7 @@ def migrator(request, postgres, pg_db, orders_50k):
 def test_autovacuum_cancel_as_a_table_owner(postgres, pg_db, migdir, migrator, slow_autovacuum):
     """PostgreSQL 15 lets only a superuser cancel an autovacuum worker, and a role without
     pg_read_all_stats cannot even tell one from a wraparound vacuum: the runner says which, once,
-    and the ladder decides (here a short one, so the step fails cleanly)."""
+    and the ladder decides. Here its top (100 ms) is below deadlock_timeout: the step fails cleanly."""
     role, granted = migrator
     res = run_module("pg_migrate", args(postgres, pg_db, migdir, login_user=role, login_password="gr-migrator",
                                         lock_timeout_ms=50, lock_timeout_max_ms=100, retry_sleep_ms=50,
@@ -345,6 +345,19 @@ def test_autovacuum_cancel_as_a_table_owner(postgres, pg_db, migdir, migrator, s
         assert len(said) == 1 and "grant pg_read_all_stats" in said[0], res["log"]
     assert "002" not in ledger(postgres, pg_db)
     assert query(postgres, pg_db, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (slow_autovacuum,)) == [(1,)]
+
+
+def test_owner_role_outlasts_autovacuum_within_the_ladder(postgres, pg_db, migdir, migrator, slow_autovacuum):
+    """The same role with the default ladder top (3 s): one attempt of deadlock_timeout + 200 ms,
+    and PostgreSQL itself cancels the worker in its way."""
+    role, _granted = migrator
+    res = run_module("pg_migrate", args(postgres, pg_db, migdir, login_user=role, login_password="gr-migrator",
+                                        lock_timeout_ms=50, retry_sleep_ms=50, lock_retries=3))
+    assert res["rc"] == 0, (res["msg"], res["log"])
+    assert any("waits up to 1200 ms (deadlock_timeout + 200 ms)" in line for line in res["log"]), res["log"]
+    assert next(s for s in res["statements"] if "ADD COLUMN note" in s["sql"])["attempts"] == 1
+    assert query(postgres, pg_db, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (slow_autovacuum,)) == [(0,)]
+    assert ledger(postgres, pg_db)["002"][0] is True
 
 
 def test_autovacuum_is_left_alone_when_asked(postgres, pg_db, migdir, orders_50k, slow_autovacuum):
