@@ -189,7 +189,6 @@ class Runner:
     probe_s: float = 0.1
     records: list = field(default_factory=list)
     _noted: set = field(default_factory=set)  # autovacuum pids already reported as not cancelled
-    _deadlock_timeout_ms: int | None = None
     log: list = field(default_factory=list)
 
     # ----------------------------------------------------------------- up / down
@@ -253,25 +252,26 @@ class Runner:
     def _run_transaction(self, version: str, step, after) -> None:
         recs = [self._record(version, item) for item in step.statements]
         strong = [(item, rec) for item, rec in zip(step.statements, recs) if item.lock in CONFLICTS]
+        wanted = self._wanted_modes(strong)
         deadline = time.monotonic() + self.blocker_wait_s
         for attempt in range(1, self.ladder.attempts + 1):
             timeout = self.ladder.timeout_ms(attempt)
-            if strong:
-                self._wait_for_blockers(version, strong, deadline)
-                if self.cancel_autovacuum:
-                    timeout = self._outlast_autovacuum(version, strong, timeout)
+            if strong and self.blocker_wait_s > 0:
+                self._wait_for_blockers(version, strong, wanted, deadline)
+            if strong and self.cancel_autovacuum:
+                timeout = self._clear_autovacuum(version, wanted, timeout)
             failed = self._attempt(step, recs, timeout, after)
             if failed is None:
                 return
             if failed.pgcode not in RETRYABLE:
                 raise MigrationError("migration %s failed at line %s: %s" % (
                     version, failed.item.line, failed.message), version=version, sql=failed.item.sql)
-            holders = self._holders(self._wanted_modes(strong)) if strong else []
+            holders = self._holders(wanted)
             self.log.append("%s: %s on attempt %d (lock_timeout %d ms)%s" % (
                 version, failed.message, attempt, timeout, "; held by " + _describe(holders) if holders else ""))
             if attempt < self.ladder.attempts:
                 time.sleep(self.ladder.sleep_s())
-        holders = self._holders(self._wanted_modes(strong)) if strong else []
+        holders = self._holders(wanted)
         raise MigrationError(
             "migration %s: could not get the %s lock for '%s' in %d attempts (lock_timeout up to %d ms);"
             " nothing of this step was applied. %s, or raise lock_retries / lock_timeout_max_ms"
@@ -280,11 +280,10 @@ class Runner:
                else "Find the blocking session in pg_stat_activity"),
             version=version, sql=failed.item.sql)
 
-    def _wait_for_blockers(self, version: str, strong: list, deadline: float) -> None:
+    def _wait_for_blockers(self, version: str, strong: list, wanted: tuple, deadline: float) -> None:
         """Wait, holding and queueing for nothing, while a transaction that stays open holds a lock
         that conflicts with the step's strong locks: an attempt now would queue every reader or
         writer of the table behind it for its whole lock_timeout. Waits until DEADLINE at most."""
-        wanted = self._wanted_modes(strong)
         started = time.monotonic()
         seen: dict = {}
         reported: set = set()
@@ -307,67 +306,55 @@ class Runner:
             time.sleep(self.probe_s)
         waited = int((time.monotonic() - started) * 1000)
         strong[0][1]["blocker_wait_ms"] = strong[0][1].get("blocker_wait_ms", 0) + waited
-        if self.cancel_autovacuum:
-            self._cancel_autovacuum(version, wanted)
 
-    def _outlast_autovacuum(self, version: str, strong: list, timeout_ms: int) -> int:
-        """When a worker that could not be cancelled still holds a conflicting lock, give the attempt
-        deadlock_timeout + 200 ms: PostgreSQL cancels a routine autovacuum worker once a lock request
-        has waited deadlock_timeout. Never beyond the ladder's top."""
-        leftover = [h for h in self._holders(self._wanted_modes(strong))
-                    if h.backend_type in ("autovacuum worker", "background process")]
-        if not leftover:
+    def _clear_autovacuum(self, version: str, wanted: tuple, timeout_ms: int) -> int:
+        """Deal with autovacuum workers holding a conflicting lock before an attempt; the attempt's
+        lock_timeout. PostgreSQL cancels a routine worker itself only once a lock request has waited
+        deadlock_timeout (1 s by default), which a short lock_timeout never reaches: the runner
+        cancels it, or when it may not, lets the attempt wait that long (within the ladder's top).
+        Workers preventing wraparound are left alone; autovacuum comes back later."""
+        left = [holder for holder in self._holders(wanted)
+                if holder.backend_type != "client backend" and not self._cancel(version, holder)]
+        if not left:
             return timeout_ms
-        if self._deadlock_timeout_ms is None:
-            with self.conn.cursor() as cur:
-                cur.execute("SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'")
-                self._deadlock_timeout_ms = int(cur.fetchone()[0])
-        needed = self._deadlock_timeout_ms + 200
+        needed = self._deadlock_timeout_ms() + 200
         if timeout_ms >= needed or needed > self.ladder.max_ms:
             return timeout_ms
         self.log.append("%s: %s still holds a conflicting lock: this attempt waits up to %d ms (deadlock_timeout"
                         " + 200 ms), long enough for PostgreSQL to cancel a routine autovacuum"
-                        % (version, _describe(leftover), needed))
+                        % (version, _describe(left), needed))
         return needed
 
-    def _cancel_autovacuum(self, version: str, wanted: tuple) -> None:
-        """Cancel autovacuum workers holding a conflicting lock, as PostgreSQL does itself once a lock
-        request has waited deadlock_timeout (1 s by default), which a short lock_timeout never
-        reaches. Workers preventing wraparound are left alone; autovacuum comes back later."""
-        for holder in self._holders(wanted):
-            if holder.backend_type not in ("autovacuum worker", "background process"):
-                continue
-            if holder.vacuum_kind != "routine":
-                self._note_uncancelled(version, holder)
-                continue
+    def _cancel(self, version: str, holder: Holder) -> bool:
+        """pg_cancel_backend a routine autovacuum worker; say once why another is left running."""
+        why = None
+        if holder.vacuum_kind == "wraparound":
+            why = "it prevents transaction ID wraparound"
+        elif holder.vacuum_kind != "routine":
+            why = ("its query is hidden from this role, so whether it prevents wraparound is unknown"
+                   " (grant pg_read_all_stats)")
+        else:
             try:
                 with self.conn.cursor() as cur:
                     cur.execute("SELECT pg_cancel_backend(%s)", (holder.pid,))
-                    done = bool(cur.fetchone()[0])
+                    signalled = bool(cur.fetchone()[0])
             except psycopg2.Error as exc:
-                done = False
-                reason = str(exc).strip().splitlines()[0]
+                why = "PostgreSQL refused: %s" % str(exc).strip().splitlines()[0]
             else:
-                reason = "it had already ended"
-            if done:
+                if not signalled:  # it ended in between
+                    return True
                 self.log.append("%s: cancelled %s so the step's lock is not stuck behind it (autovacuum"
                                 " runs again later)" % (version, _describe([holder])))
-            elif holder.pid not in self._noted:
-                self._noted.add(holder.pid)
-                self.log.append("%s: could not cancel %s: %s; the lock_timeout ladder goes on (PostgreSQL"
-                                " cancels the worker itself once an attempt waits deadlock_timeout)"
-                                % (version, _describe([holder]), reason))
+                return True
+        if holder.pid not in self._noted:
+            self._noted.add(holder.pid)
+            self.log.append("%s: not cancelling %s: %s" % (version, _describe([holder]), why))
+        return False
 
-    def _note_uncancelled(self, version: str, holder) -> None:
-        if holder.pid in self._noted:
-            return
-        self._noted.add(holder.pid)
-        why = ("it prevents transaction ID wraparound" if holder.vacuum_kind == "wraparound" else
-               "its query is hidden from this role, so whether it prevents wraparound is unknown (grant"
-               " pg_read_all_stats)")
-        self.log.append("%s: not cancelling %s: %s; the lock_timeout ladder goes on (PostgreSQL cancels"
-                        " a routine worker itself once an attempt waits deadlock_timeout)"
-                        % (version, _describe([holder]), why))
+    def _deadlock_timeout_ms(self) -> int:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'")
+            return int(cur.fetchone()[0])
 
     @staticmethod
     def _wanted_modes(strong: list) -> tuple:
@@ -380,7 +367,7 @@ class Runner:
 
     def _holders(self, wanted: tuple) -> list:
         relations, modes = wanted
-        if not relations or self.blocker_wait_s <= 0:
+        if not relations:
             return []
         quoted = [_quote_qualified(self.conn, name) for name in relations]
         with self.conn.cursor() as cur:
