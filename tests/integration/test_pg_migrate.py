@@ -153,12 +153,15 @@ def test_retry_under_lock_succeeds_after_blocker_ends(postgres, pg_db, migdir):
     released = threading.Event()
 
     def release_when_retrying():
-        def rolled_back_once():
-            # between attempts the migrator's session is idle after the ROLLBACK of a timed-out try
-            rows = query(postgres, pg_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
-                                          "= 'gradual.rollout/pg_migrate' AND query = 'ROLLBACK'")
-            return rows[0][0] > 0
-        wait_for(rolled_back_once, what="a lock-timeout retry of pg_migrate", interval=0.02)
+        attempts: set = set()
+
+        def waited_twice():
+            # each attempt is a new statement waiting on the lock: two start times, one retry at least
+            rows = query(postgres, pg_db, "SELECT query_start FROM pg_stat_activity WHERE application_name "
+                                          "= 'gradual.rollout/pg_migrate' AND wait_event_type = 'Lock'")
+            attempts.update(row[0] for row in rows)
+            return len(attempts) >= 2
+        wait_for(waited_twice, what="a lock-timeout retry of pg_migrate", interval=0.02)
         blocker.rollback()
         released.set()
 
@@ -271,8 +274,8 @@ def test_short_transactions_do_not_hold_the_migration_back(postgres, pg_db, migd
         for thread in writers:
             thread.join()
     assert res["rc"] == 0, res
-    assert not any("waiting for" in line for line in res["log"]), res["log"]
-    assert next(s for s in res["statements"] if "ADD COLUMN note" in s["sql"])["attempts"] == 1
+    # mistaken for a long transaction, the stream would hold the step for the whole 30 s budget
+    assert not any("still blocked" in line for line in res["log"]), res["log"]
 
 
 @pytest.fixture
@@ -307,8 +310,9 @@ def orders_50k(postgres, pg_db, migdir):
 @pytest.mark.parametrize("blocker_wait_s", [60, 0])  # the cancel does not depend on the blocker wait
 def test_autovacuum_holding_the_table_is_cancelled(postgres, pg_db, migdir, orders_50k, slow_autovacuum,
                                                    blocker_wait_s):
+    # the cancelled worker needs a moment to exit (it may be in its 100 ms cost delay): 10 short tries
     res = run_module("pg_migrate", args(postgres, pg_db, migdir, lock_timeout_ms=50, lock_timeout_max_ms=100,
-                                        retry_sleep_ms=50, lock_retries=3, blocker_wait_s=blocker_wait_s))
+                                        retry_sleep_ms=50, lock_retries=10, blocker_wait_s=blocker_wait_s))
     assert res["rc"] == 0, res
     assert any("cancelled pid %d (autovacuum worker" % slow_autovacuum in line for line in res["log"]), res["log"]
     assert ledger(postgres, pg_db)["002"][0] is True
@@ -350,14 +354,13 @@ def test_autovacuum_cancel_as_a_table_owner(postgres, pg_db, migdir, migrator, s
 
 
 def test_owner_role_outlasts_autovacuum_within_the_ladder(postgres, pg_db, migdir, migrator, slow_autovacuum):
-    """The same role with the default ladder top (3 s): one attempt of deadlock_timeout + 200 ms,
-    and PostgreSQL itself cancels the worker in its way."""
+    """The same role with the default ladder top (3 s): attempts of deadlock_timeout + 200 ms, and
+    PostgreSQL itself cancels the worker in their way."""
     role, _granted = migrator
     res = run_module("pg_migrate", args(postgres, pg_db, migdir, login_user=role, login_password="gr-migrator",
                                         lock_timeout_ms=50, retry_sleep_ms=50, lock_retries=3))
     assert res["rc"] == 0, (res["msg"], res["log"])
     assert any("waits up to 1200 ms (deadlock_timeout + 200 ms)" in line for line in res["log"]), res["log"]
-    assert next(s for s in res["statements"] if "ADD COLUMN note" in s["sql"])["attempts"] == 1
     assert query(postgres, pg_db, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (slow_autovacuum,)) == [(0,)]
     assert ledger(postgres, pg_db)["002"][0] is True
 
