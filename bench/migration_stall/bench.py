@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -194,12 +195,8 @@ class WaitSampler(threading.Thread):
     def profile(self, start: float, end: float) -> dict:
         """Mean number of pgbench backends in each state per sample between START and END (s)."""
         chosen = [events for t, events in self.samples if start <= t < end]
-        counts: dict = {}
-        for events in chosen:
-            for event in events:
-                counts[event] = counts.get(event, 0) + 1
-        top = sorted(counts.items(), key=lambda kv: -kv[1])[:6]
-        return {event: round(n / len(chosen), 2) for event, n in top} if chosen else {}
+        counts = Counter(event for events in chosen for event in events)
+        return {event: round(n / len(chosen), 2) for event, n in counts.most_common(6)}
 
 
 def run_scenario(pg: services.Postgres, db: str, migrate, workdir: Path, rate: int = 0) -> dict:
