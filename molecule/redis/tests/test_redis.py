@@ -61,9 +61,10 @@ def test_container_workaround_only_in_container(host):
     assert dropin.exists and "PrivateUsers=false" in dropin.content_string
 
 
-def test_config_redis_cannot_start_with_is_undone(host):
-    """A directive Redis refuses at start: the previous redis.conf comes back, Redis runs with it
-    (the AOF keeps the data), and the run fails saying so."""
+def apply_refused_directive(host) -> None:
+    """Converge with a directive Redis refuses at start and check the undo: the previous
+    redis.conf back with its owner and mode, Redis running with it (the AOF keeps the data), and
+    the run failed saying so."""
     assert cli(host, ADMIN, "SET molecule:survivor kept") == "OK"
     before = host.file("/etc/redis/redis.conf").content_string
     run = run_playbook(SCENARIO / "bad_config.yml", {"redis_extra_config": {"maxclients": "gr-not-a-number"}},
@@ -76,3 +77,24 @@ def test_config_redis_cannot_start_with_is_undone(host):
     assert conf.user == "redis" and conf.mode == 0o640
     assert host.service("redis-server").is_running
     assert cli(host, ADMIN, "GET molecule:survivor") == "kept"
+
+
+def test_config_redis_cannot_start_with_is_undone(host):
+    apply_refused_directive(host)
+
+
+def test_undo_outlasts_systemd_start_limit(host):
+    """The unit restarts a failed Redis every 100 ms (Restart=always) and, after StartLimitBurst
+    starts, refuses every start, the undo's included. How soon that happens depends on the host's
+    speed (a CI run hit it with the default five starts in 10 s); a runtime drop-in with a burst of
+    two makes it happen every time here."""
+    dropin = "/run/systemd/system/redis-server.service.d/gr-test-start-limit.conf"
+    setup = host.run(f"mkdir -p {dropin.rsplit('/', 1)[0]} && printf '[Unit]\\nStartLimitIntervalSec=300\\n"
+                     f"StartLimitBurst=2\\n' > {dropin} && systemctl daemon-reload && systemctl reset-failed redis-server")
+    assert setup.rc == 0, setup.stderr
+    try:
+        apply_refused_directive(host)
+        journal = host.run("journalctl -u redis-server --since -5min --no-pager").stdout
+        assert "Start request repeated too quickly" in journal or "start-limit-hit" in journal, journal[-2000:]
+    finally:
+        host.run(f"rm -f {dropin} && systemctl daemon-reload && systemctl reset-failed redis-server")
