@@ -256,10 +256,11 @@ class Runner:
         deadline = time.monotonic() + self.blocker_wait_s
         for attempt in range(1, self.ladder.attempts + 1):
             timeout = self.ladder.timeout_ms(attempt)
+            seen_now = None
             if strong and self.blocker_wait_s > 0:
-                self._wait_for_blockers(version, strong, wanted, deadline)
+                seen_now = self._wait_for_blockers(version, strong, wanted, deadline)
             if strong and self.cancel_autovacuum:
-                timeout = self._clear_autovacuum(version, wanted, timeout)
+                timeout = self._clear_autovacuum(version, wanted, timeout, seen_now)
             failed = self._attempt(step, recs, timeout, after)
             if failed is None:
                 return
@@ -280,15 +281,17 @@ class Runner:
                else "Find the blocking session in pg_stat_activity"),
             version=version, sql=failed.item.sql)
 
-    def _wait_for_blockers(self, version: str, strong: list, wanted: tuple, deadline: float) -> None:
+    def _wait_for_blockers(self, version: str, strong: list, wanted: tuple, deadline: float) -> list:
         """Wait, holding and queueing for nothing, while a transaction that stays open holds a lock
         that conflicts with the step's strong locks: an attempt now would queue every reader or
-        writer of the table behind it for its whole lock_timeout. Waits until DEADLINE at most."""
+        writer of the table behind it for its whole lock_timeout. Waits until DEADLINE at most.
+        Returns every conflicting holder of the last look, background processes included."""
         started = time.monotonic()
         seen: dict = {}
         reported: set = set()
         while True:
-            holders = [h for h in self._holders(wanted) if h.backend_type == "client backend"]
+            current = self._holders(wanted)
+            holders = [h for h in current if h.backend_type == "client backend"]
             staying = [h for h in holders if (h.pid, h.vxid) in seen]
             if not holders or (seen and not staying):
                 break
@@ -306,14 +309,18 @@ class Runner:
             time.sleep(self.probe_s)
         waited = int((time.monotonic() - started) * 1000)
         strong[0][1]["blocker_wait_ms"] = strong[0][1].get("blocker_wait_ms", 0) + waited
+        return current
 
-    def _clear_autovacuum(self, version: str, wanted: tuple, timeout_ms: int) -> int:
+    def _clear_autovacuum(self, version: str, wanted: tuple, timeout_ms: int, holders: list | None = None) -> int:
         """Deal with autovacuum workers holding a conflicting lock before an attempt; the attempt's
         lock_timeout. PostgreSQL cancels a routine worker itself only once a lock request has waited
         deadlock_timeout (1 s by default), which a short lock_timeout never reaches: the runner
         cancels it, or when it may not, lets the attempt wait that long (within the ladder's top).
-        Workers preventing wraparound are left alone; autovacuum comes back later."""
-        left = [holder for holder in self._holders(wanted)
+        Workers preventing wraparound are left alone; autovacuum comes back later. HOLDERS: the
+        conflicting holders just read by the blocker wait, if it ran (saves a second look)."""
+        if holders is None:
+            holders = self._holders(wanted)
+        left = [holder for holder in holders
                 if holder.backend_type != "client backend" and not self._cancel(version, holder)]
         if not left:
             return timeout_ms
