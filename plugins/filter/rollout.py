@@ -44,18 +44,25 @@ def rollout_flag_mismatches(expected, served) -> list:
     return out
 
 
-def rollout_lock_wait_seconds(result) -> float:
-    """Total lock wait in a pg_migrate result: every ``lock_wait_s`` / ``lock_wait_ms`` figure,
-    wherever the per-statement entries put it."""
+def rollout_lock_wait_seconds(result, kind: str = "lock") -> float:
+    """Total wait in a pg_migrate result, wherever the per-statement entries put it.
+
+    ``kind="lock"`` sums ``lock_wait_s`` / ``lock_wait_ms``: time spent queued for a table lock,
+    during which the app's writes on that table queued behind the migration.
+    ``kind="blocker"`` sums ``blocker_wait_s`` / ``blocker_wait_ms``: time the runner waited for
+    a long transaction to end before asking for the lock, which blocks nobody."""
+    if kind not in ("lock", "blocker"):
+        raise AnsibleFilterError("rollout_lock_wait_seconds: kind=%r, expected 'lock' or 'blocker'" % (kind,))
+    seconds, millis = (kind + "_wait_s", kind + "_wait_seconds"), kind + "_wait_ms"
     total = 0.0
     stack = [result]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
             for key, value in item.items():
-                if key in ("lock_wait_s", "lock_wait_seconds") and isinstance(value, (int, float)):
+                if key in seconds and isinstance(value, (int, float)):
                     total += float(value)
-                elif key == "lock_wait_ms" and isinstance(value, (int, float)):
+                elif key == millis and isinstance(value, (int, float)):
                     total += float(value) / 1000.0
                 elif isinstance(value, (dict, list)):
                     stack.append(value)

@@ -1,6 +1,9 @@
 """The report fills seed 003's Metric | Target | Actual | Status table from recorded figures only."""
 from __future__ import annotations
 
+import pytest
+from ansible.errors import AnsibleFilterError
+
 from ansible_collections.gradual.rollout.plugins.filter.rollout import (
     rollout_flag_mismatches,
     rollout_lock_wait_seconds,
@@ -91,3 +94,15 @@ def test_lock_wait_is_summed_wherever_it_is():
     result = {"migrations": [{"statements": [{"lock_wait_s": 0.25}, {"lock_wait_ms": 500}]}, {"lock_wait_s": 1}]}
     assert rollout_lock_wait_seconds(result) == 1.75
     assert rollout_lock_wait_seconds({}) == 0
+
+
+def test_blocker_wait_is_summed_apart_from_lock_wait():
+    result = {"statements": [{"lock_wait_ms": 30, "blocker_wait_ms": 8100}, {"lock_wait_ms": 0, "blocker_wait_ms": None},
+                             {"lock_wait_ms": 5, "blocker_wait_ms": 400}]}
+    assert rollout_lock_wait_seconds(result) == 0.035
+    assert rollout_lock_wait_seconds(result, "blocker") == 8.5
+
+
+def test_unknown_wait_kind_is_named():
+    with pytest.raises(AnsibleFilterError, match="kind='queue', expected 'lock' or 'blocker'"):
+        rollout_lock_wait_seconds({}, "queue")

@@ -112,6 +112,10 @@ def batch_done(stage: str, before_id: int):
 def test_every_stage_passed_and_the_report_is_filled():
     for stage in STAGES:
         assert latest(stage).get("status") == "passed", "%s: %s" % (stage, latest(stage))
+    for stage in ("w1d1_migration_safety", "w3d15_hot_path_indexes"):
+        migrate = latest(stage)["figures"]["migrate"]
+        waits = [migrate.get(key) for key in ("lock_wait_s", "blocker_wait_s")]
+        assert all(isinstance(w, (int, float)) and w >= 0 for w in waits), migrate
     assert playbook("rollout.yml", "-e", "rollout_action=report").returncode == 0
     report = json.loads((ROOT / "reports" / ("rollout-%s.json" % PLAN)).read_text(encoding="utf-8"))
     assert report["overall"] == "COMPLETE"
