@@ -33,6 +33,12 @@ except ImportError:  # pragma: no cover - exercised by the sanity import test
 # SQLSTATEs worth another attempt: lock_not_available (lock_timeout), deadlock_detected.
 RETRYABLE = {"55P03", "40P01"}
 
+# deadlock_timeout of an attempt that waits behind an autovacuum worker the runner may not cancel:
+# half the attempt's lock_timeout, within these bounds (ms). PostgreSQL cancels a routine worker
+# once a lock request has waited that long.
+DEADLOCK_PROBE_MIN_MS = 20
+DEADLOCK_PROBE_MAX_MS = 100
+
 # pg_locks modes, weakest first, and the ones each strong table lock conflicts with (PostgreSQL
 # manual, "Conflicting Lock Modes"). Weaker locks do not stop ordinary reads or writes while queued.
 PG_LOCK_MODES = ("AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
@@ -189,6 +195,7 @@ class Runner:
     probe_s: float = 0.1
     records: list = field(default_factory=list)
     _noted: set = field(default_factory=set)  # autovacuum pids already reported as not cancelled
+    _may_set_deadlock: bool | None = None  # may this login SET deadlock_timeout (read once)
     log: list = field(default_factory=list)
 
     # ----------------------------------------------------------------- up / down
@@ -259,9 +266,10 @@ class Runner:
             seen_now = None
             if strong and self.blocker_wait_s > 0:
                 seen_now = self._wait_for_blockers(version, strong, wanted, deadline)
+            deadlock = None
             if strong and self.cancel_autovacuum:
-                timeout = self._clear_autovacuum(version, wanted, timeout, seen_now)
-            failed = self._attempt(step, recs, timeout, after)
+                timeout, deadlock = self._clear_autovacuum(version, wanted, timeout, seen_now)
+            failed = self._attempt(step, recs, timeout, after, deadlock)
             if failed is None:
                 return
             if failed.pgcode not in RETRYABLE:
@@ -311,26 +319,52 @@ class Runner:
         strong[0][1]["blocker_wait_ms"] = strong[0][1].get("blocker_wait_ms", 0) + waited
         return current
 
-    def _clear_autovacuum(self, version: str, wanted: tuple, timeout_ms: int, holders: list | None = None) -> int:
-        """Deal with autovacuum workers holding a conflicting lock before an attempt; the attempt's
-        lock_timeout. PostgreSQL cancels a routine worker itself only once a lock request has waited
-        deadlock_timeout (1 s by default), which a short lock_timeout never reaches: the runner
-        cancels it, or when it may not, lets the attempt wait that long (within the ladder's top).
-        Workers preventing wraparound are left alone; autovacuum comes back later. HOLDERS: the
-        conflicting holders just read by the blocker wait, if it ran (saves a second look)."""
+    def _clear_autovacuum(self, version: str, wanted: tuple, timeout_ms: int,
+                          holders: list | None = None) -> tuple:
+        """Deal with autovacuum workers holding a conflicting lock before an attempt; returns the
+        attempt's lock_timeout and, when the attempt should lower it, its deadlock_timeout (ms).
+
+        PostgreSQL cancels a routine worker itself only once a lock request has waited
+        deadlock_timeout (1 s by default), which a short lock_timeout never reaches. The runner
+        cancels the worker (superuser); or, when the login may SET deadlock_timeout (superuser, or
+        PostgreSQL 15's GRANT SET ON PARAMETER), lowers it for the attempt so PostgreSQL cancels
+        the worker after a short wait; or else lets the attempt wait deadlock_timeout + 200 ms
+        (within the ladder's top). Workers preventing wraparound are left alone: PostgreSQL never
+        cancels them either. HOLDERS: the conflicting holders the blocker wait just read, if it ran."""
         if holders is None:
             holders = self._holders(wanted)
         left = [holder for holder in holders
                 if holder.backend_type != "client backend" and not self._cancel(version, holder)]
+        left = [holder for holder in left if holder.vacuum_kind != "wraparound"]
         if not left:
-            return timeout_ms
+            return timeout_ms, None
+        if self._deadlock_timeout_settable():
+            deadlock_ms = min(DEADLOCK_PROBE_MAX_MS, max(DEADLOCK_PROBE_MIN_MS, timeout_ms // 2))
+            self.log.append("%s: %s still holds a conflicting lock: this attempt runs with deadlock_timeout"
+                            " %d ms, so PostgreSQL cancels a routine autovacuum after that long a wait"
+                            % (version, _describe(left), deadlock_ms))
+            return timeout_ms, deadlock_ms
         needed = self._deadlock_timeout_ms() + 200
         if timeout_ms >= needed or needed > self.ladder.max_ms:
-            return timeout_ms
+            return timeout_ms, None
         self.log.append("%s: %s still holds a conflicting lock: this attempt waits up to %d ms (deadlock_timeout"
-                        " + 200 ms), long enough for PostgreSQL to cancel a routine autovacuum"
+                        " + 200 ms), long enough for PostgreSQL to cancel a routine autovacuum (GRANT SET ON"
+                        " PARAMETER deadlock_timeout to this role would shorten that wait)"
                         % (version, _describe(left), needed))
-        return needed
+        return needed, None
+
+    def _deadlock_timeout_settable(self) -> bool:
+        """Whether this login may SET deadlock_timeout (a superuser-only setting): a superuser, or
+        on PostgreSQL 15 and later a role granted SET ON PARAMETER deadlock_timeout."""
+        if self._may_set_deadlock is None:
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT current_setting('server_version_num')::int >= 150000")
+                if cur.fetchone()[0]:
+                    cur.execute("SELECT has_parameter_privilege('deadlock_timeout', 'SET')")
+                else:
+                    cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+                self._may_set_deadlock = bool(cur.fetchone()[0])
+        return self._may_set_deadlock
 
     def _cancel(self, version: str, holder: Holder) -> bool:
         """pg_cancel_backend a routine autovacuum worker; say once why another is left running."""
@@ -381,14 +415,17 @@ class Runner:
             cur.execute(HOLDERS_QUERY, (quoted, modes))
             return [Holder(*row) for row in cur.fetchall()]
 
-    def _attempt(self, step, recs: list, timeout_ms: int, after):
-        """One try of a transactional step; None on success, else the failure."""
+    def _attempt(self, step, recs: list, timeout_ms: int, after, deadlock_ms: int | None = None):
+        """One try of a transactional step; None on success, else the failure. DEADLOCK_MS lowers
+        deadlock_timeout for this transaction only."""
         conn = self.conn
         conn.autocommit = False
         current = None
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT set_config('lock_timeout', %s, true)", ("%dms" % timeout_ms,))
+                if deadlock_ms is not None:
+                    cur.execute("SELECT set_config('deadlock_timeout', %s, true)", ("%dms" % deadlock_ms,))
                 for item, rec in zip(step.statements, recs):
                     current = (item, rec, time.monotonic())
                     rec["attempts"] += 1

@@ -129,10 +129,12 @@ options:
         never cancelled; autovacuum processes the table again on a later round.
       - On PostgreSQL 15 only a superuser may cancel an autovacuum worker (C(pg_signal_backend) is
         not enough), and a role without C(pg_read_all_stats) cannot see whether the worker prevents
-        wraparound. Otherwise the runner says why in RV(log), and while such a worker holds a
-        conflicting lock each attempt waits at least C(deadlock_timeout) + 200 ms, within
-        O(lock_timeout_max_ms), since PostgreSQL cancels a routine autovacuum worker once a lock
-        request has waited C(deadlock_timeout).
+        wraparound. The runner then says why in RV(log), and relies on PostgreSQL, which cancels a
+        routine autovacuum worker once a lock request has waited C(deadlock_timeout). A role that
+        may set it (PostgreSQL 15 C(GRANT SET ON PARAMETER deadlock_timeout TO role); the example
+        inventories grant it to the owner role) runs that attempt with C(deadlock_timeout) at half
+        its C(lock_timeout), 20 to 100 ms; any other role waits at least C(deadlock_timeout) + 200 ms
+        per attempt, within O(lock_timeout_max_ms).
     type: bool
     default: true
   concurrent_lock_timeout_ms:

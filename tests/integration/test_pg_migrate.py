@@ -365,6 +365,26 @@ def test_owner_role_outlasts_autovacuum_within_the_ladder(postgres, pg_db, migdi
     assert ledger(postgres, pg_db)["002"][0] is True
 
 
+def test_owner_role_granted_deadlock_timeout_gets_autovacuum_cancelled_quickly(postgres, pg_db, migdir, migrator,
+                                                                              slow_autovacuum):
+    """With PostgreSQL 15's GRANT SET ON PARAMETER deadlock_timeout the owner role lowers it for
+    the attempt: PostgreSQL cancels the worker after a 25-50 ms wait, inside a 100 ms ladder top
+    that fails the step without the grant (test_autovacuum_cancel_as_a_table_owner)."""
+    role, _granted = migrator
+    query(postgres, pg_db, "GRANT SET ON PARAMETER deadlock_timeout TO %s" % role)
+    try:
+        res = run_module("pg_migrate", args(postgres, pg_db, migdir, login_user=role, login_password="gr-migrator",
+                                            lock_timeout_ms=50, lock_timeout_max_ms=100, retry_sleep_ms=50,
+                                            lock_retries=10))
+    finally:
+        query(postgres, pg_db, "REVOKE SET ON PARAMETER deadlock_timeout FROM %s" % role)
+    assert res["rc"] == 0, (res["msg"], res["log"])
+    assert any("runs with deadlock_timeout 25 ms" in line for line in res["log"]), res["log"]
+    assert not any("waits up to" in line for line in res["log"]), res["log"]
+    assert query(postgres, pg_db, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (slow_autovacuum,)) == [(0,)]
+    assert ledger(postgres, pg_db)["002"][0] is True
+
+
 def test_autovacuum_is_left_alone_when_asked(postgres, pg_db, migdir, orders_50k, slow_autovacuum):
     """The failure cancel_autovacuum prevents: every short attempt times out behind the vacuum."""
     res = run_module("pg_migrate", args(postgres, pg_db, migdir, lock_timeout_ms=50, lock_timeout_max_ms=100,
