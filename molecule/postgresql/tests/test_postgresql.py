@@ -60,6 +60,9 @@ def test_roles_and_database():
     # postgresql_users[].settings: ALTER ROLE goalgpt_app SET statement_timeout = '5s'
     assert psql(PRIMARY, "select array_to_string(setconfig, ',') from pg_db_role_setting "
                          "where setrole = 'goalgpt_app'::regrole and setdatabase = 0") == "statement_timeout=5s"
+    # type=parameter grant: the migrating owner may lower deadlock_timeout, the app may not
+    assert psql(PRIMARY, "select has_parameter_privilege('goalgpt_owner', 'deadlock_timeout', 'SET'),"
+                         " has_parameter_privilege('goalgpt_app', 'deadlock_timeout', 'SET')") == "t|f"
 
 
 def test_replica_is_streaming_and_read_only():
