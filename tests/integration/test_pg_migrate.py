@@ -365,8 +365,8 @@ def test_owner_role_outlasts_autovacuum_within_the_ladder(postgres, pg_db, migdi
     assert ledger(postgres, pg_db)["002"][0] is True
 
 
-def test_owner_role_granted_deadlock_timeout_gets_autovacuum_cancelled_quickly(postgres, pg_db, migdir, migrator,
-                                                                              slow_autovacuum):
+def test_owner_role_granted_deadlock_timeout_outlasts_autovacuum_quickly(
+        postgres, pg_db, migdir, migrator, slow_autovacuum):
     """With PostgreSQL 15's GRANT SET ON PARAMETER deadlock_timeout the owner role lowers it for
     the attempt: PostgreSQL cancels the worker after a 25-50 ms wait, inside a 100 ms ladder top
     that fails the step without the grant (test_autovacuum_cancel_as_a_table_owner)."""
