@@ -64,6 +64,13 @@ options:
     description: Keep the previous version of each replaced file (C(DEST.PID.DATE~)).
     type: bool
     default: false
+  backups_kept:
+    description:
+      - With O(backup=true), how many backups of each file to keep, the one just made included;
+        older C(DEST.PID.DATE~) files of a replaced file are removed. C(0) keeps them all.
+      - Only files named the way O(backup) names them are touched.
+    type: int
+    default: 0
   create_parents:
     description: Create a missing parent folder (mode C(0755), owned by the module's user).
       Otherwise a missing folder fails the task before anything is written.
@@ -135,6 +142,11 @@ files:
       type: str
       returned: when a backup was made
       sample: /etc/postgresql/15/main/postgresql.conf.4711.2026-12-01@10:00:00~
+    backups_removed:
+      description: Older backups removed because of O(backups_kept), oldest first.
+      type: list
+      elements: str
+      returned: when a backup was made and O(backups_kept) is set
 changed_files:
   description: Paths of the files that changed.
   returned: always
@@ -146,6 +158,7 @@ import difflib
 import grp
 import os
 import pwd
+import re
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -225,6 +238,8 @@ def write_one(module: AnsibleModule, entry: dict, new: bytes, old: bytes | None)
     result = {}
     if old is not None and module.params["backup"]:
         result["backup_file"] = module.backup_local(dest)
+        if module.params["backups_kept"]:
+            result["backups_removed"] = prune_backups(dest, module.params["backups_kept"])
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", dir=parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -244,6 +259,24 @@ def write_one(module: AnsibleModule, entry: dict, new: bytes, old: bytes | None)
             os.unlink(tmp)
         raise
     return result
+
+
+def prune_backups(dest: str, keep: int) -> list[str]:
+    """Remove all but the KEEP newest DEST.PID.YYYY-MM-DD@HH:MM:SS~ backups (the names
+    AnsibleModule.backup_local gives); the removed paths, oldest first."""
+    name = re.compile(re.escape(os.path.basename(dest)) + r"\.\d+\.(\d{4}-\d{2}-\d{2}@\d{2}:\d{2}:\d{2})~$")
+    parent = os.path.dirname(dest)
+    found = []
+    for entry in os.scandir(parent):
+        match = name.match(entry.name)
+        if match and entry.is_file(follow_symlinks=False):
+            # the name's second first; the inode's change time (set when the copy was made) within it
+            found.append((match.group(1), entry.stat(follow_symlinks=False).st_ctime_ns, entry.path))
+    found.sort()
+    removed = [path for _when, _ctime, path in found[:max(0, len(found) - keep)]]
+    for path in removed:
+        os.unlink(path)
+    return removed
 
 
 def apply_one(module: AnsibleModule, entry: dict) -> tuple[dict, dict | None]:
@@ -280,11 +313,15 @@ def main() -> None:
             "group": {"type": "str"},
             "mode": {"type": "raw"},
             "backup": {"type": "bool", "default": False},
+            "backups_kept": {"type": "int", "default": 0},
             "create_parents": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
     entries = module.params["files"]
+    if module.params["backups_kept"] < 0:
+        module.fail_json(msg="backups_kept=%d: expected 0 (keep every backup) or how many to keep per file"
+                         % module.params["backups_kept"])
     check_entries(module, entries)
     results, diffs = [], []
     for entry in entries:

@@ -111,3 +111,37 @@ def test_unset_attributes_are_kept_from_the_replaced_file(tmp_path):
     assert res["rc"] == 0 and res["changed"] is True, res
     assert a.read_text() == "new content\n" and mode(a) == 0o604
     assert os.stat(a).st_gid == 0
+
+
+def test_backups_kept_removes_only_the_oldest_backups_of_the_replaced_file(tmp_path):
+    a, b = tmp_path / "a.conf", tmp_path / "b.conf"
+    a.write_text("version 0\n")
+    b.write_text("b stays\n")
+    # look-alikes that are not backups of a.conf: never touched
+    strangers = [tmp_path / "a.conf.bak", tmp_path / "a.conf.1.notadate~", tmp_path / "b.conf.1.2020-01-01@00:00:00~"]
+    for path in strangers:
+        path.write_text("not mine\n")
+    made = []
+    for version in range(1, 6):
+        res = run_module("config_files", {"files": [{"dest": str(a), "content": "version %d\n" % version},
+                                                    {"dest": str(b), "content": "b stays\n"}],
+                                          "backup": True, "backups_kept": 2})
+        assert res["rc"] == 0, res
+        made.append(res["files"][0]["backup_file"])
+        assert "backup_file" not in res["files"][1], res["files"][1]
+        expected_removed = made[:-2][-1:]  # from the third run on, the one that fell out of the window
+        assert res["files"][0]["backups_removed"] == expected_removed, (version, res["files"][0], made)
+    left = sorted(str(p) for p in tmp_path.glob("a.conf.*~") if p not in strangers)
+    assert left == sorted(made[-2:]), (left, made)
+    assert [open(p).read() for p in made[-2:]] == ["version 3\n", "version 4\n"]
+    assert all(path.read_text() == "not mine\n" for path in strangers)
+    assert a.read_text() == "version 5\n"
+
+
+def test_negative_backups_kept_is_named_and_changes_nothing(tmp_path):
+    a = tmp_path / "a.conf"
+    a.write_text("keep\n")
+    res = run_module("config_files", {"files": [{"dest": str(a), "content": "changed content\n"}],
+                                      "backup": True, "backups_kept": -1})
+    assert res["rc"] != 0 and "backups_kept=-1: expected 0" in res["msg"], res
+    assert a.read_text() == "keep\n" and sorted(p.name for p in tmp_path.iterdir()) == ["a.conf"]
