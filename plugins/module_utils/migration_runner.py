@@ -39,6 +39,14 @@ RETRYABLE = {"55P03", "40P01"}
 DEADLOCK_PROBE_MIN_MS = 20
 DEADLOCK_PROBE_MAX_MS = 100
 
+
+def deadlock_probe_ms(timeout_ms: int, server_ms: int) -> int | None:
+    """deadlock_timeout for an attempt of TIMEOUT_MS blocked by an autovacuum worker: half the
+    attempt, within the DEADLOCK_PROBE bounds; None when the server's own SERVER_MS is no longer."""
+    probe = min(DEADLOCK_PROBE_MAX_MS, max(DEADLOCK_PROBE_MIN_MS, timeout_ms // 2))
+    return probe if probe < server_ms else None
+
+
 # pg_locks modes, weakest first, and the ones each strong table lock conflicts with (PostgreSQL
 # manual, "Conflicting Lock Modes"). Weaker locks do not stop ordinary reads or writes while queued.
 PG_LOCK_MODES = ("AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
@@ -338,19 +346,21 @@ class Runner:
         left = [holder for holder in left if holder.vacuum_kind != "wraparound"]
         if not left:
             return timeout_ms, None
-        if self._deadlock_timeout_settable():
-            deadlock_ms = min(DEADLOCK_PROBE_MAX_MS, max(DEADLOCK_PROBE_MIN_MS, timeout_ms // 2))
+        server_ms = self._deadlock_timeout_ms()
+        settable = self._deadlock_timeout_settable()
+        deadlock_ms = deadlock_probe_ms(timeout_ms, server_ms) if settable else None
+        if deadlock_ms is not None:
             self.log.append("%s: %s still holds a conflicting lock: this attempt runs with deadlock_timeout"
                             " %d ms, so PostgreSQL cancels a routine autovacuum after that long a wait"
                             % (version, _describe(left), deadlock_ms))
             return timeout_ms, deadlock_ms
-        needed = self._deadlock_timeout_ms() + 200
+        needed = server_ms + 200
         if timeout_ms >= needed or needed > self.ladder.max_ms:
             return timeout_ms, None
         self.log.append("%s: %s still holds a conflicting lock: this attempt waits up to %d ms (deadlock_timeout"
-                        " + 200 ms), long enough for PostgreSQL to cancel a routine autovacuum (GRANT SET ON"
-                        " PARAMETER deadlock_timeout to this role would shorten that wait)"
-                        % (version, _describe(left), needed))
+                        " + 200 ms), long enough for PostgreSQL to cancel a routine autovacuum%s"
+                        % (version, _describe(left), needed, "" if settable else
+                           " (GRANT SET ON PARAMETER deadlock_timeout to this role would shorten that wait)"))
         return needed, None
 
     def _deadlock_timeout_settable(self) -> bool:

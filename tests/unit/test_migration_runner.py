@@ -52,3 +52,11 @@ def test_blockers_are_described_with_what_is_known():
                                      "RowExclusiveLock on orders; pid 44 (autovacuum worker, active, "
                                      "transaction open 12.0 s) holding ShareUpdateExclusiveLock on orders")
     assert mr._describe(holders * 2).endswith(" and 3 more")
+
+
+def test_deadlock_probe_is_half_the_attempt_within_bounds_and_below_the_server():
+    # (attempt's lock_timeout ms, server's deadlock_timeout ms) -> the attempt's deadlock_timeout
+    cases = {(50, 1000): 25, (10, 1000): 20, (100, 1000): 50, (3000, 1000): 100,
+             (100, 50): None, (3000, 100): None, (100, 51): 50}
+    for (timeout_ms, server_ms), expected in cases.items():
+        assert mr.deadlock_probe_ms(timeout_ms, server_ms) == expected, (timeout_ms, server_ms)
