@@ -238,8 +238,6 @@ def write_one(module: AnsibleModule, entry: dict, new: bytes, old: bytes | None)
     result = {}
     if old is not None and module.params["backup"]:
         result["backup_file"] = module.backup_local(dest)
-        if module.params["backups_kept"]:
-            result["backups_removed"] = prune_backups(dest, module.params["backups_kept"])
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", dir=parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -258,6 +256,9 @@ def write_one(module: AnsibleModule, entry: dict, new: bytes, old: bytes | None)
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    if "backup_file" in result and module.params["backups_kept"]:
+        # only once the new file is in place: a failed write keeps every older backup
+        result["backups_removed"] = prune_backups(dest, module.params["backups_kept"])
     return result
 
 
