@@ -368,8 +368,7 @@ class Runner:
         on PostgreSQL 15 and later a role granted SET ON PARAMETER deadlock_timeout."""
         if self._may_set_deadlock is None:
             with self.conn.cursor() as cur:
-                cur.execute("SELECT current_setting('server_version_num')::int >= 150000")
-                if cur.fetchone()[0]:
+                if self.conn.server_version >= 150000:  # psycopg2 read it when connecting
                     cur.execute("SELECT has_parameter_privilege('deadlock_timeout', 'SET')")
                 else:
                     cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
