@@ -102,6 +102,44 @@ class MigrationError(Exception):
         self.details = details
 
 
+# Options of the lock_timeout ladder: positive integers, non-negative integers and the factor.
+LADDER_POSITIVE = ("lock_timeout_ms", "lock_timeout_max_ms", "lock_retries")
+LADDER_NON_NEGATIVE = ("retry_sleep_ms", "concurrent_lock_timeout_ms", "blocker_wait_s")
+
+
+def ladder_problems(options: dict) -> list:
+    """What is wrong with the ladder OPTIONS given (any subset of the pg_migrate options above and
+    lock_timeout_factor), each naming the bad value and what is expected. Pure: the rollout plan
+    checks a stage's migrate options with it before anything changes, pg_migrate its arguments."""
+    problems = []
+    numbers = {}
+    for key in LADDER_POSITIVE + LADDER_NON_NEGATIVE + ("lock_timeout_factor",):
+        if options.get(key) is None:
+            continue
+        value = options[key]
+        try:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            number = float(value) if key == "lock_timeout_factor" else int(value)
+        except (TypeError, ValueError):
+            problems.append("%s=%r: expected %s" % (key, value, "a number" if key == "lock_timeout_factor"
+                                                    else "an integer"))
+            continue
+        numbers[key] = number
+        if key in LADDER_POSITIVE and number < 1:
+            problems.append("%s=%s: expected a positive integer" % (key, value))
+        elif key in LADDER_NON_NEGATIVE and number < 0:
+            problems.append("%s=%s: expected an integer >= 0" % (key, value))
+        elif key == "lock_timeout_factor" and number < 1:
+            problems.append("%s=%s: expected a number >= 1 (each attempt's lock_timeout is the last one's"
+                            " times the factor)" % (key, value))
+    start = numbers.get("lock_timeout_ms", Ladder.start_ms)
+    top = numbers.get("lock_timeout_max_ms", Ladder.max_ms)
+    if 1 <= top < start:
+        problems.append("lock_timeout_max_ms=%s is below lock_timeout_ms=%s: raise it" % (top, start))
+    return problems
+
+
 @dataclass
 class Ladder:
     """lock_timeout per attempt: start, x factor each retry, capped; jittered sleeps between."""
@@ -204,6 +242,8 @@ class Runner:
     records: list = field(default_factory=list)
     _noted: set = field(default_factory=set)  # autovacuum pids already reported as not cancelled
     _may_set_deadlock: bool | None = None  # may this login SET deadlock_timeout (read once)
+    _server_deadlock_ms: int | None = None  # the server's deadlock_timeout (read once)
+    _told: set = field(default_factory=set)  # autovacuum pids whose wait path was already logged
     log: list = field(default_factory=list)
 
     # ----------------------------------------------------------------- up / down
@@ -349,18 +389,24 @@ class Runner:
         server_ms = self._deadlock_timeout_ms()
         settable = self._deadlock_timeout_settable()
         deadlock_ms = deadlock_probe_ms(timeout_ms, server_ms) if settable else None
+        fresh = [holder for holder in left if holder.pid not in self._told]  # say it once per worker
+        self._told.update(holder.pid for holder in left)
         if deadlock_ms is not None:
-            self.log.append("%s: %s still holds a conflicting lock: this attempt runs with deadlock_timeout"
-                            " %d ms, so PostgreSQL cancels a routine autovacuum after that long a wait"
-                            % (version, _describe(left), deadlock_ms))
+            if fresh:
+                self.log.append("%s: %s still holds a conflicting lock: attempts run with deadlock_timeout at"
+                                " half their lock_timeout, %d-%d ms (%d ms now), so PostgreSQL cancels a"
+                                " routine autovacuum after that long a wait"
+                                % (version, _describe(fresh), DEADLOCK_PROBE_MIN_MS, DEADLOCK_PROBE_MAX_MS,
+                                   deadlock_ms))
             return timeout_ms, deadlock_ms
         needed = server_ms + 200
         if timeout_ms >= needed or needed > self.ladder.max_ms:
             return timeout_ms, None
-        self.log.append("%s: %s still holds a conflicting lock: this attempt waits up to %d ms (deadlock_timeout"
-                        " + 200 ms), long enough for PostgreSQL to cancel a routine autovacuum%s"
-                        % (version, _describe(left), needed, "" if settable else
-                           " (GRANT SET ON PARAMETER deadlock_timeout to this role would shorten that wait)"))
+        if fresh:
+            self.log.append("%s: %s still holds a conflicting lock: attempts wait up to %d ms (deadlock_timeout"
+                            " + 200 ms), long enough for PostgreSQL to cancel a routine autovacuum%s"
+                            % (version, _describe(fresh), needed, "" if settable else
+                               " (GRANT SET ON PARAMETER deadlock_timeout to this role would shorten that wait)"))
         return needed, None
 
     def _deadlock_timeout_settable(self) -> bool:
@@ -402,9 +448,12 @@ class Runner:
         return False
 
     def _deadlock_timeout_ms(self) -> int:
-        with self.conn.cursor() as cur:
-            cur.execute("SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'")
-            return int(cur.fetchone()[0])
+        """The server's deadlock_timeout (ms), read on first need and kept for the run."""
+        if self._server_deadlock_ms is None:
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'")
+                self._server_deadlock_ms = int(cur.fetchone()[0])
+        return self._server_deadlock_ms
 
     @staticmethod
     def _wanted_modes(strong: list) -> tuple:

@@ -292,19 +292,9 @@ def argument_spec() -> dict:
 
 def check_ladder(module) -> "mrun.Ladder":
     p = module.params
-    for key in ("lock_timeout_ms", "lock_timeout_max_ms", "lock_retries"):
-        if p[key] < 1:
-            module.fail_json(msg="%s=%s: expected a positive integer" % (key, p[key]))
-    if p["lock_timeout_max_ms"] < p["lock_timeout_ms"]:
-        module.fail_json(msg="lock_timeout_max_ms=%s is below lock_timeout_ms=%s: raise it"
-                         % (p["lock_timeout_max_ms"], p["lock_timeout_ms"]))
-    bad = ["%s=%s" % (key, p[key]) for key in ("retry_sleep_ms", "concurrent_lock_timeout_ms", "blocker_wait_s")
-           if p[key] < 0]
-    if p["lock_timeout_factor"] < 1:
-        bad.insert(0, "lock_timeout_factor=%s" % p["lock_timeout_factor"])
-    if bad:
-        module.fail_json(msg="%s: lock_timeout_factor must be >= 1; retry_sleep_ms, concurrent_lock_timeout_ms"
-                         " and blocker_wait_s must be >= 0" % ", ".join(bad))
+    problems = mrun.ladder_problems(p)
+    if problems:
+        module.fail_json(msg="; ".join(problems))
     return mrun.Ladder(start_ms=p["lock_timeout_ms"], max_ms=p["lock_timeout_max_ms"],
                        factor=p["lock_timeout_factor"], attempts=p["lock_retries"],
                        sleep_ms=p["retry_sleep_ms"])

@@ -360,7 +360,8 @@ def test_owner_role_outlasts_autovacuum_within_the_ladder(postgres, pg_db, migdi
     res = run_module("pg_migrate", args(postgres, pg_db, migdir, login_user=role, login_password="gr-migrator",
                                         lock_timeout_ms=50, retry_sleep_ms=50, lock_retries=3))
     assert res["rc"] == 0, (res["msg"], res["log"])
-    assert any("waits up to 1200 ms (deadlock_timeout + 200 ms)" in line for line in res["log"]), res["log"]
+    said = [line for line in res["log"] if "wait up to 1200 ms (deadlock_timeout + 200 ms)" in line]
+    assert len(said) == 1, res["log"]
     assert query(postgres, pg_db, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (slow_autovacuum,)) == [(0,)]
     assert ledger(postgres, pg_db)["002"][0] is True
 
@@ -379,8 +380,9 @@ def test_owner_role_granted_deadlock_timeout_outlasts_autovacuum_quickly(
     finally:
         query(postgres, pg_db, "REVOKE SET ON PARAMETER deadlock_timeout FROM %s" % role)
     assert res["rc"] == 0, (res["msg"], res["log"])
-    assert any("runs with deadlock_timeout 25 ms" in line for line in res["log"]), res["log"]
-    assert not any("waits up to" in line for line in res["log"]), res["log"]
+    said = [line for line in res["log"] if "half their lock_timeout, 20-100 ms (25 ms now)" in line]
+    assert len(said) == 1, res["log"]
+    assert not any("wait up to" in line for line in res["log"]), res["log"]
     assert query(postgres, pg_db, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (slow_autovacuum,)) == [(0,)]
     assert ledger(postgres, pg_db)["002"][0] is True
 
@@ -498,7 +500,8 @@ def test_bad_target_names_the_value(postgres, pg_db, migdir):
 @pytest.mark.parametrize("bad,named", [
     (dict(blocker_wait_s=-1), "blocker_wait_s=-1: "),
     (dict(lock_timeout_ms=500, lock_timeout_max_ms=100), "lock_timeout_max_ms=100 is below lock_timeout_ms=500"),
-    (dict(lock_timeout_factor=0.5, retry_sleep_ms=-5), "lock_timeout_factor=0.5, retry_sleep_ms=-5: "),
+    (dict(lock_timeout_factor=0.5, retry_sleep_ms=-5), "retry_sleep_ms=-5: expected an integer >= 0; "
+                                                       "lock_timeout_factor=0.5: expected a number >= 1"),
 ])
 def test_bad_ladder_values_are_named_and_change_nothing(postgres, pg_db, migdir, bad, named):
     write(migdir, "001_base.up.sql", BASE)

@@ -1,6 +1,8 @@
 """The lock_timeout ladder (pure arithmetic; the database side is in tests/integration)."""
 from __future__ import annotations
 
+import pytest
+
 from ansible_collections.gradual.rollout.plugins.module_utils import migration_runner as mr
 
 
@@ -60,3 +62,28 @@ def test_deadlock_probe_is_half_the_attempt_within_bounds_and_below_the_server()
              (100, 50): None, (3000, 100): None, (100, 51): 50}
     for (timeout_ms, server_ms), expected in cases.items():
         assert mr.deadlock_probe_ms(timeout_ms, server_ms) == expected, (timeout_ms, server_ms)
+
+
+def test_ladder_problems_accept_the_defaults_and_any_subset():
+    assert mr.ladder_problems({}) == []
+    assert mr.ladder_problems({"lock_timeout_ms": 100, "lock_timeout_max_ms": 3000, "lock_timeout_factor": 2.0,
+                               "lock_retries": 10, "retry_sleep_ms": 0, "concurrent_lock_timeout_ms": 0,
+                               "blocker_wait_s": 0}) == []
+    assert mr.ladder_problems({"lock_timeout_ms": "250"}) == []  # templated values arrive as strings
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"lock_retries": 0}, ["lock_retries=0: expected a positive integer"]),
+    ({"blocker_wait_s": -1}, ["blocker_wait_s=-1: expected an integer >= 0"]),
+    ({"lock_timeout_factor": 0.5}, ["lock_timeout_factor=0.5: expected a number >= 1 (each attempt's"]),
+    ({"lock_timeout_ms": "soon"}, ["lock_timeout_ms='soon': expected an integer"]),
+    ({"cancel": 1, "retry_sleep_ms": True}, ["retry_sleep_ms=True: expected an integer"]),
+    # the ceiling is checked against the module's default start, and the other way round
+    ({"lock_timeout_max_ms": 50}, ["lock_timeout_max_ms=50 is below lock_timeout_ms=100"]),
+    ({"lock_timeout_ms": 5000}, ["lock_timeout_max_ms=3000 is below lock_timeout_ms=5000"]),
+])
+def test_ladder_problems_name_the_value_and_what_is_expected(options, expected):
+    problems = mr.ladder_problems(options)
+    assert len(problems) == len(expected), problems
+    for problem, start in zip(problems, expected):
+        assert problem.startswith(start), problems
