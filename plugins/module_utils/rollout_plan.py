@@ -15,8 +15,15 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
+from ansible_collections.gradual.rollout.plugins.module_utils.migration_runner import ladder_problems
+
 GATE_TYPES = ("http_slo", "pool_check", "cache_check")
 ACTION_KEYS = ("flags", "migrate", "lint")
+# What a stage's actions.migrate may set: the target and the pg_migrate options a plan tunes per
+# stage (the rest - paths, connection, ledger - belong to the inventory).
+MIGRATE_OPTIONS = ("target", "autofix", "backup", "lock_timeout_ms", "lock_timeout_max_ms", "lock_timeout_factor",
+                   "lock_retries", "retry_sleep_ms", "concurrent_lock_timeout_ms", "blocker_wait_s",
+                   "cancel_autovacuum", "session_settings")
 STATUSES = ("running", "passed", "failed", "rolled_back")
 METRIC_OPS = ("<", "<=", ">", ">=", "==")
 # Numeric gate arguments that make no sense below zero.
@@ -129,9 +136,7 @@ def plan_problems(plan) -> list:
                     problems.append("%s: flag %s has no value in baseline, so an emergency rollback "
                                     "could not restore it; add it to baseline" % (where, flag))
         migrate = actions.get("migrate")
-        if migrate is not None and not (isinstance(migrate, dict) and migrate.get("target")):
-            problems.append("%s: actions.migrate must be a mapping with a target version, got %r"
-                            % (where, migrate))
+        problems += _migrate_problems(where, migrate)
         gate_names = set()
         for gindex, gate in enumerate(stage.get("gates") or []):
             if not isinstance(gate, dict):
@@ -168,6 +173,23 @@ def plan_problems(plan) -> list:
     for flag in plan.get("cleanup") or []:
         if not FLAG_NAME_RE.match(str(flag)):
             problems.append("cleanup: flag name %r must be upper case letters, digits and _" % (flag,))
+    return problems
+
+
+def _migrate_problems(where: str, migrate) -> list:
+    """A stage's actions.migrate: a mapping with a target and known pg_migrate options whose
+    values pg_migrate would accept (checked now, before the run changes anything)."""
+    if migrate is None:
+        return []
+    if not (isinstance(migrate, dict) and migrate.get("target")):
+        return ["%s: actions.migrate must be a mapping with a target version, got %r" % (where, migrate)]
+    problems = ["%s: unknown actions.migrate option %r; known options: %s" % (where, key, ", ".join(MIGRATE_OPTIONS))
+                for key in migrate if key not in MIGRATE_OPTIONS]
+    problems += ["%s: actions.migrate.%s" % (where, problem) for problem in ladder_problems(migrate)]
+    settings = migrate.get("session_settings")
+    if settings is not None and not isinstance(settings, dict):
+        problems.append("%s: actions.migrate.session_settings must be a mapping of setting to value, got %r"
+                        % (where, settings))
     return problems
 
 

@@ -25,7 +25,9 @@ def good_plan():
              "gates": [{"name": "slo", "type": "http_slo", "args": {"url": "http://x", "max_p95_ms": 200}}]},
             {"name": "two", "bake_hours": 24, "actions": {"flags": {"LIMIT": "10"}},
              "gates": [{"name": "pool", "type": "pool_check", "args": {"max_utilization": 50}}]},
-            {"name": "three", "bake_hours": 2, "actions": {"migrate": {"target": "003"}}},
+            {"name": "three", "bake_hours": 2, "actions": {"migrate": {
+                "target": "003", "lock_timeout_ms": 200, "blocker_wait_s": 120,
+                "session_settings": {"maintenance_work_mem": "256MB"}}}},
         ],
         "metrics": [{"name": "Pool", "op": "<", "threshold": 50, "stage": "two", "gate": "pool",
                      "field": "figures.utilization.max"},
@@ -63,6 +65,14 @@ def test_the_lab_plan_is_valid():
     (lambda p: p["metrics"][0].update(gate="nope"), "stage 'two' has no gate 'nope'"),
     (lambda p: p["stages"][1]["gates"][0]["args"].update(max_utilization=150), "above 100"),
     (lambda p: p.update(stages=[]), "the plan has no stages"),
+    (lambda p: p["stages"][2]["actions"]["migrate"].update(lock_timeout="5s"),
+     "stage 'three': unknown actions.migrate option 'lock_timeout'; known options: target, autofix"),
+    (lambda p: p["stages"][2]["actions"]["migrate"].update(lock_retries=0),
+     "stage 'three': actions.migrate.lock_retries=0: expected a positive integer"),
+    (lambda p: p["stages"][2]["actions"]["migrate"].update(lock_timeout_ms=4000),
+     "actions.migrate.lock_timeout_max_ms=3000 is below lock_timeout_ms=4000"),
+    (lambda p: p["stages"][2]["actions"]["migrate"].update(session_settings="work_mem=1GB"),
+     "actions.migrate.session_settings must be a mapping"),
 ])
 def test_each_bad_plan_is_named(mutate, expected):
     plan = good_plan()

@@ -149,7 +149,10 @@ FLAG = {"flags": {"USE_OPTIMIZED_DAILY_REWARDS": "true"}}
     ([{"name": "a", "actions": FLAG, "gates": [dict(GATE, type="latency_check")]}], "latency_check"),
     ([{"name": "a", "actions": FLAG, "gates": [dict(GATE, args={"url": "http://x", "max_p95_ms": -5})]}],
      "is negative"),
-], ids=["duplicate-stage", "unknown-gate", "negative-threshold"])
+    ([{"name": "a", "actions": {"migrate": {"target": "003", "lock_timout_ms": 500}}}], "lock_timout_ms"),
+    ([{"name": "a", "actions": {"migrate": {"target": "003", "lock_retries": 0}}}],
+     "actions.migrate.lock_retries=0: expected a positive integer"),
+], ids=["duplicate-stage", "unknown-gate", "negative-threshold", "migrate-option-typo", "migrate-bad-ladder"])
 def test_a_bad_plan_is_refused_and_changes_nothing(tmp_path, stages, expected):
     before = (rows(), flags_sum("app1"), flags_sum("app2"))
     bad = tmp_path / "bad-plan.json"
