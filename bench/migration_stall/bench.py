@@ -8,6 +8,8 @@ Scenarios, each on its own copy of the same database (3M orders, 10k customers):
   pg_migrate_blocker_wait_off  the same with blocker_wait_s=0: attempts queue behind the reader
   control_no_migration       the same load and reader, no migration for 16 s: what one-second
                              throughput does on this host with nothing changing (the noise floor)
+  control_final_schema       the same on a copy the set was applied to beforehand: what the new
+                             schema itself costs this load (an FK check per INSERT, one more index)
   pg_migrate_at_three_quarter_load, *_at_half_load
                              pgbench -R at 75% / 50% of naive_psql's flat-out rate
 During each: pgbench write load (UPDATE + INSERT per transaction, 8 clients) for RUN_SECONDS; at
@@ -86,13 +88,18 @@ def log(msg: str) -> None:
     print("[migration_stall %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
 
 
-def setup(pg: services.Postgres, names: list) -> float:
+def setup(pg: services.Postgres, names: list, premigrated: tuple = ()) -> float:
+    """The template database, one copy per scenario; the copies in PREMIGRATED get the migration
+    set applied (no load, plain psql) so that their scenario runs on the schema after it."""
     started = time.monotonic()
     pg.psql("CREATE DATABASE bench_template")
     pg.psql(SCHEMA, "bench_template")
     pg.psql("VACUUM ANALYZE", "bench_template")
     for name in names:
         pg.psql(f"CREATE DATABASE {name} TEMPLATE bench_template STRATEGY FILE_COPY")
+        if name in premigrated:
+            pg.psql(MIGRATION_SET, name)
+            pg.psql("VACUUM ANALYZE bench_orders", name)
     pg.psql("CHECKPOINT")
     return time.monotonic() - started
 
@@ -172,10 +179,13 @@ def checkpoints(pg: services.Postgres, t0_epoch: float) -> list:
 
 class WaitSampler(threading.Thread):
     """Every 0.1 s, what each active pgbench backend is doing (pg_stat_activity wait event, or CPU),
-    so that a dip can be told apart: lock waits, WAL, I/O, or plain CPU competition."""
+    so that a dip can be told apart: lock waits, WAL, I/O, or plain CPU competition; and which
+    autovacuum workers run in the database (background work that takes CPU from the load too)."""
 
     QUERY = ("SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity"
-             " WHERE application_name = 'pgbench' AND state = 'active'")
+             " WHERE application_name = 'pgbench' AND state = 'active'"
+             " UNION ALL SELECT 'autovacuum:' || query FROM pg_stat_activity"
+             " WHERE backend_type = 'autovacuum worker' AND datname = current_database()")
 
     def __init__(self, pg: services.Postgres, db: str, t0: float) -> None:
         super().__init__(daemon=True)
@@ -195,8 +205,17 @@ class WaitSampler(threading.Thread):
     def profile(self, start: float, end: float) -> dict:
         """Mean number of pgbench backends in each state per sample between START and END (s)."""
         chosen = [events for t, events in self.samples if start <= t < end]
-        counts = Counter(event for events in chosen for event in events)
+        counts = Counter(event for events in chosen for event in events if not event.startswith("autovacuum:"))
         return {event: round(n / len(chosen), 2) for event, n in counts.most_common(6)}
+
+    def autovacuum_by_second(self) -> dict:
+        """{second: sorted autovacuum worker queries seen in it} for the seconds with any."""
+        found: dict = {}
+        for t, events in self.samples:
+            for event in events:
+                if event.startswith("autovacuum:"):
+                    found.setdefault(int(t), set()).add(event[len("autovacuum:"):].strip())
+        return {second: sorted(queries) for second, queries in found.items()}
 
 
 def run_scenario(pg: services.Postgres, db: str, migrate, workdir: Path, rate: int = 0) -> dict:
@@ -236,6 +255,9 @@ def run_scenario(pg: services.Postgres, db: str, migrate, workdir: Path, rate: i
         path.unlink()
     summary = summarise(per_second, out, err, bench.returncode, outcome,
                         {k: v - t0 for k, v in marks.items()}, m_start - t0, m_end - t0)
+    autovacuum = sampler.autovacuum_by_second()
+    for point in summary["per_second"]:
+        point["autovacuum"] = autovacuum.get(point["t"], [])
     summary["pgbench_rate_limit_tps"] = rate or None
     summary["checkpoints"] = checkpoints(pg, t0_epoch)
     summary["pgbench_backends_by_wait_event"] = {
@@ -290,6 +312,27 @@ def summarise(per_second: dict, out: str, err: str, rc: int, outcome: dict, mark
     }
 
 
+def schema_cost_figures(result: dict) -> dict:
+    """The new schema's own cost to this load, from the two controls (no migration running in
+    either): the final schema's throughput against the schema before it, and each flat-out
+    scenario's worst second against the final schema's baseline."""
+    before, final = result.get("control_no_migration"), result.get("control_final_schema")
+    if not (before and final and before["baseline_tps"] and final["baseline_tps"]):
+        return {}
+    for r in result.values():
+        if not r.get("pgbench_rate_limit_tps"):
+            r["min_pct_of_final_schema_baseline"] = round(100.0 * r["min_tps_during_migration"]
+                                                          / final["baseline_tps"], 1)
+    return {"before_schema_baseline_tps": before["baseline_tps"],
+            "final_schema_baseline_tps": final["baseline_tps"],
+            "final_schema_pct_of_before": round(100.0 * final["baseline_tps"] / before["baseline_tps"], 1),
+            "final_schema_worst_second_pct_of_before": round(100.0 * final["min_tps_during_migration"]
+                                                             / before["baseline_tps"], 1),
+            "note": "both controls run the same load and reader with no migration; the final schema "
+                    "is the set applied beforehand. Every second after a migration of this set runs on "
+                    "the final schema, so its own throughput bounds what any runner can reach"}
+
+
 def _pgbench_failed(out: str):
     for line in out.splitlines():
         if line.startswith("number of failed transactions:"):
@@ -308,6 +351,7 @@ def main() -> int:
     # (name, database, migration, pgbench rate as a fraction of naive_psql's baseline; 0 = flat out)
     scenarios = [("naive_psql", "bench_naive", naive, 0),
                  ("control_no_migration", "bench_control", idle, 0),
+                 ("control_final_schema", "bench_final", idle, 0),
                  ("pg_migrate", "bench_gr", with_pg_migrate(headline), 0),
                  ("pg_migrate_blocker_wait_off", "bench_gr_nowait", with_pg_migrate(no_wait), 0),
                  ("pg_migrate_at_three_quarter_load", "bench_gr_3q", with_pg_migrate(headline), 0.75),
@@ -320,7 +364,7 @@ def main() -> int:
     result: dict = {}
     try:
         log("loading %d orders" % ORDERS)
-        setup_s = setup(pg, [db for _n, db, _f, _r in scenarios])
+        setup_s = setup(pg, [db for _n, db, _f, _r in scenarios], premigrated=("bench_final",))
         log("setup took %.1f s" % setup_s)
         for name, db, fn, fraction in scenarios:
             rate = int(result["naive_psql"]["baseline_tps"] * fraction) if fraction else 0
@@ -335,6 +379,8 @@ def main() -> int:
         pg.stop()
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
+
+    schema_cost = schema_cost_figures(result)
 
     def met(r: dict) -> bool:  # the control "meets" it when the host's noise stays above the target
         return bool(r) and r.get("migration_ok") is True and (r.get("min_pct_of_baseline") or 0) >= TARGET_PCT \
@@ -359,6 +405,7 @@ def main() -> int:
         "target": {"min_pct_of_baseline_each_second": TARGET_PCT, "failed_transactions": 0,
                    "done_without_manual_step": True},
         "target_met": {name: met(r) for name, r in result.items()},
+        "schema_cost": schema_cost,
         "scenarios": result,
         "total_seconds": round(time.monotonic() - started, 1),
     }
