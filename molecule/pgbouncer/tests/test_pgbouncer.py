@@ -1,5 +1,13 @@
-"""PgBouncer: transaction pooling on 6432, scram logins, SHOW POOLS for the admin user."""
+"""PgBouncer: transaction pooling on 6432, scram logins, SHOW POOLS for the admin user; a
+configuration PgBouncer does not take is put back."""
 from __future__ import annotations
+
+from pathlib import Path
+
+from molecule_check import run_playbook
+
+SCENARIO = Path(__file__).resolve().parents[1]
+ADMIN = ("pgbouncer_admin", "molecule-pgbouncer-admin", "pgbouncer")
 
 
 def bouncer(host, user, password, db, sql, sslmode="prefer"):
@@ -44,3 +52,51 @@ def test_wrong_password_and_non_admin_console_refused(host):
     assert res.rc != 0
     con = bouncer(host, "goalgpt_app", "molecule-app-secret", "pgbouncer", "SHOW POOLS")
     assert con.rc != 0
+
+
+def show_config(host) -> dict:
+    res = bouncer(host, *ADMIN, "SHOW CONFIG")
+    assert res.rc == 0, res.stderr
+    return {line.split("|")[0]: line.split("|")[1] for line in res.stdout.splitlines() if "|" in line}
+
+
+def main_pid(host) -> str:
+    return host.check_output("systemctl show -p MainPID --value pgbouncer").strip()
+
+
+def test_a_setting_pgbouncer_refuses_is_put_back_without_dropping_clients(host):
+    """PgBouncer 1.18 answers the reload of a file with a bad line with success, and the lines
+    after it fall back to built-in defaults (client TLS off); the next start refuses the file.
+    The role reads PgBouncer's log, puts the previous file back, reloads it and fails."""
+    before = host.file("/etc/pgbouncer/pgbouncer.ini").content_string
+    pid = main_pid(host)
+    run = run_playbook(SCENARIO / "converge.yml", {"pgbouncer_settings": {"max_prepared_statementz": 100}},
+                       timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "PgBouncer did not take the new configuration" in out, out[-3000:]
+    assert "unknown parameter: pgbouncer/max_prepared_statementz" in out, out[-3000:]
+    assert "The previous files are back and loaded again" in out
+    ini = host.file("/etc/pgbouncer/pgbouncer.ini")
+    assert ini.content_string == before
+    assert ini.user == "postgres" and ini.mode == 0o640
+    assert main_pid(host) == pid  # reloaded, not restarted: client connections were kept
+    config = show_config(host)
+    assert config["client_tls_sslmode"] == "prefer" and config["ignore_startup_parameters"] == "extra_float_digits"
+    assert host.run("systemctl restart pgbouncer").rc == 0  # the file on disk starts again
+    tls = bouncer(host, "goalgpt_app", "molecule-app-secret", "goalgpt", "select 1", sslmode="require")
+    assert tls.rc == 0, tls.stderr
+
+
+def test_a_listen_address_pgbouncer_cannot_bind_is_put_back(host):
+    """PgBouncer starts even when it can bind no TCP address (it serves its unix socket only) and
+    systemd calls that a success; app hosts could no longer connect."""
+    before = host.file("/etc/pgbouncer/pgbouncer-listen.ini").content_string
+    run = run_playbook(SCENARIO / "converge.yml", {"pgbouncer_listen_addr": "192.0.2.1"}, timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "cannot listen on 192.0.2.1:6432" in out, out[-3000:]
+    assert host.file("/etc/pgbouncer/pgbouncer-listen.ini").content_string == before
+    assert host.socket("tcp://127.0.0.1:6432").is_listening
+    res = bouncer(host, "goalgpt_app", "molecule-app-secret", "goalgpt", "select 1")
+    assert res.rc == 0, res.stderr
