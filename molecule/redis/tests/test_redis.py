@@ -84,13 +84,16 @@ def test_config_redis_cannot_start_with_is_undone(host):
 
 
 def test_undo_outlasts_systemd_start_limit(host):
-    """The unit restarts a failed Redis every 100 ms (Restart=always) and, after StartLimitBurst
-    starts, refuses every start, the undo's included. How soon that happens depends on the host's
-    speed (a CI run hit it with the default five starts in 10 s); a runtime drop-in with a burst of
-    two makes it happen every time here."""
+    """The unit restarts a failed Redis by itself (Restart=always) and, after StartLimitBurst
+    starts, refuses every start, the undo's included. Whether that happens before the role stops
+    the unit depends on the host's speed (a CI run hit it with the default five starts in 10 s;
+    another, with a burst of two, stopped the unit first). A runtime drop-in makes it certain: one
+    start allowed (the role's restart) and the automatic restart at once, so the start limit is
+    hit before the role's restart task has returned."""
     dropin = "/run/systemd/system/redis-server.service.d/gr-test-start-limit.conf"
     setup = host.run(f"mkdir -p {dropin.rsplit('/', 1)[0]} && printf '[Unit]\\nStartLimitIntervalSec=300\\n"
-                     f"StartLimitBurst=2\\n' > {dropin} && systemctl daemon-reload && systemctl reset-failed redis-server")
+                     f"StartLimitBurst=1\\n[Service]\\nRestartSec=0\\n' > {dropin}"
+                     " && systemctl daemon-reload && systemctl reset-failed redis-server")
     assert setup.rc == 0, setup.stderr
     try:
         apply_refused_directive(host)
