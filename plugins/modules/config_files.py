@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: config_files
-short_description: Write a set of configuration files in one round trip
+short_description: Write a set of configuration files in one round trip, or put their backups back
 version_added: "0.1.0"
 description:
   - Writes several files whose content the controller already rendered (for example with
@@ -20,14 +20,20 @@ description:
   - With O(backup=true) the previous version of every replaced file is kept beside it and its
     path returned, so a caller can put the set back when the service refuses it.
   - Every file is checked before any is written; a bad entry changes nothing.
+  - With O(restore), puts the previous versions back instead. Each entry's C(backup_file) (from
+    the RV(files) of an earlier call with O(backup=true)) is copied over its C(dest) the same
+    atomic way, with the owner, group and mode the backup carries (a backup keeps those of the
+    file it was made from), unless O(owner), O(group), O(mode) or the entry's own say otherwise.
+    Every backup is checked before any file is touched.
 author:
   - gradual.rollout maintainers (@gradual-rollout)
 options:
   files:
-    description: The files to write.
+    description:
+      - The files to write.
+      - Exactly one of O(files) and O(restore) is required.
     type: list
     elements: dict
-    required: true
     suboptions:
       dest:
         description: Absolute path of the file.
@@ -48,17 +54,70 @@ options:
       mode:
         description: Mode of the file, octal string or symbolic. Defaults to O(mode).
         type: raw
+  restore:
+    description:
+      - Put previous versions back instead of writing new content. Takes the RV(files) list of an
+        earlier call with O(backup=true), or entries of it, as they are.
+      - Each entry's C(backup_file) is copied over its C(dest) atomically (a temporary file beside
+        C(dest) gets the content, owner, group and mode first, then is renamed over it). The backup
+        itself is kept.
+      - Owner, group and mode are those of the backup (the ones the file had when the backup was
+        made), unless the entry or O(owner), O(group), O(mode) set them.
+      - An entry without C(backup_file) (a file that was created, or whose content did not change)
+        is left alone and listed in RV(no_backup).
+      - Every entry is checked before any file is touched; a missing backup fails the task naming
+        it, and nothing changes.
+      - Exactly one of O(files) and O(restore) is required. O(backup), O(backups_kept) and
+        O(create_parents) do not apply.
+    type: list
+    elements: dict
+    version_added: "0.1.0"
+    suboptions:
+      dest:
+        description: Absolute path of the file to put back.
+        type: path
+        required: true
+      backup_file:
+        description: The backup to put back over O(restore[].dest).
+        type: path
+      owner:
+        description: Owner of the restored file. Defaults to O(owner), then the backup's owner.
+        type: str
+      group:
+        description: Group of the restored file. Defaults to O(group), then the backup's group.
+        type: str
+      mode:
+        description: Mode of the restored file. Defaults to O(mode), then the backup's mode.
+        type: raw
+      changed:
+        description: Ignored; accepted so that an entry of an earlier result can be passed as it is.
+        type: bool
+      content_changed:
+        description: Ignored, as O(restore[].changed).
+        type: bool
+      created:
+        description: Ignored, as O(restore[].changed).
+        type: bool
+      backups_removed:
+        description: Ignored, as O(restore[].changed).
+        type: list
+        elements: str
   owner:
-    description: Owner of the files that set none. Unset keeps the current owner (new files get the
-      module's user).
+    description:
+      - Owner of the files that set none. Unset keeps the current owner (new files get the
+        module's user).
+      - With O(restore), unset takes the backup's owner.
     type: str
   group:
-    description: Group of the files that set none.
+    description:
+      - Group of the files that set none.
+      - With O(restore), unset takes the backup's group.
     type: str
   mode:
     description:
       - Mode of the files that set none. Unset keeps the current mode; a new file then gets
         C(0600).
+      - With O(restore), unset takes the backup's mode.
     type: raw
   backup:
     description: Keep the previous version of each replaced file (C(DEST.PID.DATE~)).
@@ -78,16 +137,20 @@ options:
     default: false
 attributes:
   check_mode:
-    description: Reports which files would change, writes nothing.
+    description: Reports which files would change (or be restored), writes nothing.
     support: full
   diff_mode:
-    description: A unified diff of each file whose content changes.
+    description: A unified diff of each file whose content changes (or would, by a restore).
     support: full
 notes:
   - The content travels as a module argument; it is marked C(no_log) so that it is not written to
     the remote syslog nor echoed in the invocation. C(--diff) shows a unified diff of each changed
     file, as M(ansible.builtin.template) would (a line equal to the whole content of a one-line
     file shows masked).
+  - A restore carries no content in its arguments, only paths, but its diff shows the content put
+    back. Set the task keyword C(diff) to C(false) for files holding secrets.
+  - The file's SELinux context is not set; it is the one a new file gets in the folder, as for a
+    write.
 seealso:
   - module: ansible.builtin.template
   - module: ansible.builtin.copy
@@ -108,13 +171,18 @@ EXAMPLES = r"""
     backup: true
   register: pg_files
 
-- name: Put back the files the server refused
-  ansible.builtin.copy:
-    src: "{{ item.backup_file }}"
-    dest: "{{ item.dest }}"
-    remote_src: true
-    mode: preserve
-  loop: "{{ pg_files.files | selectattr('backup_file', 'defined') | list }}"
+- name: Put back the files the server refused (owner, group and mode of each backup)
+  gradual.rollout.config_files:
+    restore: "{{ pg_files.files }}"
+  register: pg_restored
+
+- name: Put back a file holding secrets, with the mode the role wants
+  gradual.rollout.config_files:
+    restore: "{{ userlist_file.files }}"
+    owner: postgres
+    group: postgres
+    mode: "0600"
+  diff: false
 """
 
 RETURN = r"""
@@ -137,10 +205,19 @@ files:
     created:
       description: Whether the file did not exist before.
       type: bool
+      returned: when writing (O(files))
+    restored:
+      description:
+        - Whether the file now has the content and attributes of its backup (or would, in check
+          mode). False for an entry without C(backup_file), which is left alone.
+      type: bool
+      returned: with O(restore)
     backup_file:
-      description: The previous version, when O(backup=true) and the content was replaced.
+      description:
+        - When writing, the previous version, when O(backup=true) and the content was replaced.
+        - With O(restore), the backup put back, as given.
       type: str
-      returned: when a backup was made
+      returned: when a backup was made, or given to O(restore)
       sample: /etc/postgresql/15/main/postgresql.conf.4711.2026-12-01@10:00:00~
     backups_removed:
       description: Older backups removed because of O(backups_kept), oldest first.
@@ -152,6 +229,11 @@ changed_files:
   returned: always
   type: list
   elements: str
+no_backup:
+  description: Paths of the O(restore) entries without C(backup_file), left alone.
+  returned: with O(restore)
+  type: list
+  elements: str
 """
 
 import difflib
@@ -159,7 +241,9 @@ import grp
 import os
 import pwd
 import re
+import stat
 import tempfile
+from typing import Callable
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
@@ -183,23 +267,23 @@ def unified_diff(dest: str, old: bytes | None, new: bytes) -> str:
                                         tofile=dest))
 
 
-def check_entries(module: AnsibleModule, entries: list[dict]) -> None:
+def check_entries(module: AnsibleModule, entries: list[dict], field: str = "files") -> None:
     """Fail, before anything is written, on a relative or repeated path, a path that is a folder,
-    or a missing parent folder (unless create_parents)."""
+    or a missing parent folder (unless create_parents). FIELD names the option in messages."""
     seen = set()
     for entry in entries:
         dest = entry["dest"]
         if not os.path.isabs(dest):
-            module.fail_json(msg=f"files[].dest must be an absolute path, got {dest!r}")
+            module.fail_json(msg=f"{field}[].dest must be an absolute path, got {dest!r}")
         if dest in seen:
-            module.fail_json(msg=f"files[].dest {dest!r} is given twice: each file may appear once")
+            module.fail_json(msg=f"{field}[].dest {dest!r} is given twice: each file may appear once")
         seen.add(dest)
         if os.path.isdir(dest):
-            module.fail_json(msg=f"files[].dest {dest!r} is a folder, expected a file path")
+            module.fail_json(msg=f"{field}[].dest {dest!r} is a folder, expected a file path")
         parent = os.path.dirname(dest)
         if not os.path.isdir(parent) and not module.params["create_parents"]:
-            module.fail_json(msg=f"the folder {parent!r} of {dest!r} does not exist "
-                                 "(create it first or set create_parents: true)")
+            hint = " (create it first or set create_parents: true)" if field == "files" else ""
+            module.fail_json(msg=f"the folder {parent!r} of {dest!r} does not exist{hint}")
         if not module.check_mode:
             # A fresh host in check mode may not have the service's user yet.
             check_owner(module, dest, entry.get("owner") or module.params["owner"], pwd.getpwnam, "owner")
@@ -229,6 +313,23 @@ def file_args(module: AnsibleModule, entry: dict, path: str) -> dict:
     }
 
 
+def replace_atomically(dest: str, content: bytes, prepare: Callable[[str], object]) -> None:
+    """Write CONTENT to a temporary file beside DEST, let PREPARE(temporary path) give it its
+    owner, group and mode, then rename it over DEST: DEST is at every moment either the old file
+    or the new one, never a partial one nor one with looser permissions."""
+    parent = os.path.dirname(dest)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        prepare(tmp)
+        os.replace(tmp, dest)
+    except BaseException:  # fail_json in PREPARE exits: no temporary file left behind either
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def write_one(module: AnsibleModule, entry: dict, new: bytes, old: bytes | None) -> dict:
     """Write NEW to entry['dest'] atomically with its attributes set first; returns the backup."""
     dest = entry["dest"]
@@ -238,10 +339,8 @@ def write_one(module: AnsibleModule, entry: dict, new: bytes, old: bytes | None)
     result = {}
     if old is not None and module.params["backup"]:
         result["backup_file"] = module.backup_local(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(new)
+
+    def prepare(tmp: str) -> None:
         args = file_args(module, entry, tmp)
         if old is not None:
             # Keep what the caller leaves unset from the file being replaced (-1: no change).
@@ -251,11 +350,8 @@ def write_one(module: AnsibleModule, entry: dict, new: bytes, old: bytes | None)
             if args["mode"] is None:
                 os.chmod(tmp, current.st_mode & 0o7777)
         module.set_fs_attributes_if_different(args, False)
-        os.replace(tmp, dest)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    replace_atomically(dest, new, prepare)
     if "backup_file" in result and module.params["backups_kept"]:
         # only once the new file is in place: a failed write keeps every older backup
         result["backups_removed"] = prune_backups(dest, module.params["backups_kept"])
@@ -300,15 +396,112 @@ def apply_one(module: AnsibleModule, entry: dict) -> tuple[dict, dict | None]:
     return result, diff
 
 
+def check_restore(module: AnsibleModule, entries: list[dict]) -> None:
+    """Fail, before any file is touched, on an option that only applies to a write, a bad dest,
+    or a backup_file that is relative, missing, not a regular file, or the dest itself."""
+    for option in ("backup", "backups_kept", "create_parents"):
+        if module.params[option]:
+            module.fail_json(msg=f"{option}={module.params[option]!r} does not apply to restore "
+                                 "(it puts existing backups back); leave it unset")
+    check_entries(module, entries, field="restore")
+    for entry in entries:
+        dest, backup = entry["dest"], entry.get("backup_file")
+        if backup is None:
+            continue
+        problem = None
+        if not os.path.isabs(backup):
+            problem = "is not an absolute path"
+        elif not os.path.lexists(backup):
+            problem = "does not exist"
+        elif not os.path.isfile(backup):
+            problem = "is not a regular file"
+        elif not os.access(backup, os.R_OK):
+            problem = "cannot be read"
+        elif os.path.exists(dest) and os.path.samefile(backup, dest):
+            problem = "is the file itself"
+        if problem:
+            module.fail_json(msg=f"restore[].backup_file {backup!r} of {dest!r} {problem}: nothing was restored")
+
+
+def restore_args(module: AnsibleModule, entry: dict, backup: os.stat_result, path: str) -> dict:
+    """The attributes a restored file gets, applied to PATH: the entry's, else the module's, else
+    the backup's own (a backup keeps the owner, group and mode of the file it was made from)."""
+    args = file_args(module, entry, path)
+    if args["owner"] is None:
+        args["owner"] = str(backup.st_uid)
+    if args["group"] is None:
+        args["group"] = str(backup.st_gid)
+    if args["mode"] is None:
+        args["mode"] = stat.S_IMODE(backup.st_mode)
+    return args
+
+
+def restore_one(module: AnsibleModule, entry: dict) -> tuple[dict, dict | None]:
+    """Put entry['backup_file'] back over entry['dest'] (content first compared, as a write does);
+    its result and its diff (or None). An entry without backup_file is left alone."""
+    dest, backup = entry["dest"], entry.get("backup_file")
+    result = {"dest": dest, "restored": False, "changed": False, "content_changed": False}
+    if backup is None:
+        return result, None
+    result["backup_file"] = backup
+    new, old = _read(backup), _read(dest)
+    if new is None:
+        raise OSError(f"the backup {backup} is gone")
+    backup_stat = os.stat(backup)
+    content_changed = old != new
+    diff = {"prepared": unified_diff(dest, old, new)} if content_changed and module._diff else None
+    attrs_changed = False
+    if content_changed and not module.check_mode:
+        def prepare(tmp: str) -> None:
+            os.chmod(tmp, stat.S_IMODE(backup_stat.st_mode))  # a symbolic mode applies to the backup's
+            module.set_fs_attributes_if_different(restore_args(module, entry, backup_stat, tmp), False)
+        replace_atomically(dest, new, prepare)
+    elif old is not None:
+        attrs_changed = module.set_fs_attributes_if_different(restore_args(module, entry, backup_stat, dest), False)
+    result.update(restored=True, content_changed=content_changed, changed=content_changed or attrs_changed)
+    return result, diff
+
+
+Apply = Callable[[AnsibleModule, dict], "tuple[dict, dict | None]"]
+
+
+def run_entries(module: AnsibleModule, entries: list[dict], apply: Apply, verb: str) -> tuple[list[dict], list[dict]]:
+    """APPLY each entry in turn; their results and diffs. An error fails the task naming the file
+    and with the results so far (what already changed)."""
+    results, diffs = [], []
+    for entry in entries:
+        try:
+            result, diff = apply(module, entry)
+        except (OSError, ValueError) as exc:
+            module.fail_json(msg=f"could not {verb} {entry['dest']}: {to_native(exc)}",
+                             files=results, changed=any(r["changed"] for r in results))
+        results.append(result)
+        if diff:
+            diffs.append(diff)
+    return results, diffs
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "files": {"type": "list", "elements": "dict", "required": True, "options": {
+            "files": {"type": "list", "elements": "dict", "options": {
                 "dest": {"type": "path", "required": True},
                 "content": {"type": "str", "required": True, "no_log": True},
                 "owner": {"type": "str"},
                 "group": {"type": "str"},
                 "mode": {"type": "raw"},
+            }},
+            "restore": {"type": "list", "elements": "dict", "options": {
+                "dest": {"type": "path", "required": True},
+                "backup_file": {"type": "path"},
+                "owner": {"type": "str"},
+                "group": {"type": "str"},
+                "mode": {"type": "raw"},
+                # the rest of an earlier result's entry, accepted as it is
+                "changed": {"type": "bool"},
+                "content_changed": {"type": "bool"},
+                "created": {"type": "bool"},
+                "backups_removed": {"type": "list", "elements": "str"},
             }},
             "owner": {"type": "str"},
             "group": {"type": "str"},
@@ -317,25 +510,25 @@ def main() -> None:
             "backups_kept": {"type": "int", "default": 0},
             "create_parents": {"type": "bool", "default": False},
         },
+        mutually_exclusive=[("files", "restore")],
+        required_one_of=[("files", "restore")],
         supports_check_mode=True,
     )
-    entries = module.params["files"]
-    if module.params["backups_kept"] < 0:
-        module.fail_json(msg="backups_kept=%d: expected 0 (keep every backup) or how many to keep per file"
-                         % module.params["backups_kept"])
-    check_entries(module, entries)
-    results, diffs = [], []
-    for entry in entries:
-        try:
-            result, diff = apply_one(module, entry)
-        except (OSError, ValueError) as exc:
-            module.fail_json(msg=f"could not write {entry['dest']}: {to_native(exc)}",
-                             files=results, changed=any(r["changed"] for r in results))
-        results.append(result)
-        if diff:
-            diffs.append(diff)
+    extra = {}
+    if module.params["restore"] is not None:
+        entries = module.params["restore"]
+        check_restore(module, entries)
+        results, diffs = run_entries(module, entries, restore_one, "restore")
+        extra["no_backup"] = [entry["dest"] for entry in entries if entry.get("backup_file") is None]
+    else:
+        entries = module.params["files"]
+        if module.params["backups_kept"] < 0:
+            module.fail_json(msg="backups_kept=%d: expected 0 (keep every backup) or how many to keep per file"
+                             % module.params["backups_kept"])
+        check_entries(module, entries)
+        results, diffs = run_entries(module, entries, apply_one, "write")
     changed = [r["dest"] for r in results if r["changed"]]
-    module.exit_json(changed=bool(changed), files=results, changed_files=changed, diff=diffs)
+    module.exit_json(changed=bool(changed), files=results, changed_files=changed, diff=diffs, **extra)
 
 
 if __name__ == "__main__":
