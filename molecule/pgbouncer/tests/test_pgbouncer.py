@@ -67,19 +67,29 @@ def main_pid(host) -> str:
 def test_a_setting_pgbouncer_refuses_is_put_back_without_dropping_clients(host):
     """PgBouncer 1.18 answers the reload of a file with a bad line with success, and the lines
     after it fall back to built-in defaults (client TLS off); the next start refuses the file.
-    The role reads PgBouncer's log, puts the previous file back, reloads it and fails."""
+    The role reads PgBouncer's log, puts the previous files back (userlist.txt still readable by
+    PgBouncer only, no password in the output), reloads them and fails."""
     before = host.file("/etc/pgbouncer/pgbouncer.ini").content_string
+    users_before = host.file("/etc/pgbouncer/userlist.txt").content_string
     pid = main_pid(host)
-    run = run_playbook(SCENARIO / "converge.yml", {"pgbouncer_settings": {"max_prepared_statementz": 100}},
-                       timeout=300)
+    # the same run adds a user, so userlist.txt (password verifiers) is replaced and put back too
+    users = [{"name": "goalgpt_app", "password": "molecule-app-secret"},
+             {"name": "goalgpt_owner", "password": "molecule-owner-secret"},
+             {"name": "molecule_extra", "password": "molecule-extra-secret"}]
+    run = run_playbook(SCENARIO / "converge.yml", {"pgbouncer_settings": {"max_prepared_statementz": 100},
+                                                   "pgbouncer_users": users}, timeout=300)
     out = run.stdout + run.stderr
     assert run.returncode != 0
     assert "PgBouncer did not take the new configuration" in out, out[-3000:]
     assert "unknown parameter: pgbouncer/max_prepared_statementz" in out, out[-3000:]
     assert "The previous files are back and loaded again" in out
+    assert "molecule-extra-secret" not in out
     ini = host.file("/etc/pgbouncer/pgbouncer.ini")
     assert ini.content_string == before
     assert ini.user == "postgres" and ini.mode == 0o640
+    userlist = host.file("/etc/pgbouncer/userlist.txt")
+    assert userlist.content_string == users_before
+    assert userlist.user == "postgres" and userlist.mode == 0o600
     assert main_pid(host) == pid  # reloaded, not restarted: client connections were kept
     config = show_config(host)
     assert config["client_tls_sslmode"] == "prefer" and config["ignore_startup_parameters"] == "extra_float_digits"
@@ -100,3 +110,19 @@ def test_a_listen_address_pgbouncer_cannot_bind_is_put_back(host):
     assert host.socket("tcp://127.0.0.1:6432").is_listening
     res = bouncer(host, "goalgpt_app", "molecule-app-secret", "goalgpt", "select 1")
     assert res.rc == 0, res.stderr
+
+
+def test_settings_the_role_cannot_apply_are_refused_before_any_change(host):
+    """A listen setting in pgbouncer_settings would be reloaded (and skipped) instead of restarted;
+    an empty logfile would leave the role blind to a refused file. Both are named, nothing moves."""
+    files = ["/etc/pgbouncer/pgbouncer.ini", "/etc/pgbouncer/pgbouncer-listen.ini"]
+    before = {f: host.file(f).content_string for f in files}
+    pid = main_pid(host)
+    run = run_playbook(SCENARIO / "converge.yml",
+                       {"pgbouncer_settings": {"listen_port": 6433, "logfile": ""}}, timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "pgbouncer_settings sets listen_port: a reload cannot apply listen settings" in out, out[-3000:]
+    assert "pgbouncer_settings.logfile is empty" in out, out[-3000:]
+    assert {f: host.file(f).content_string for f in files} == before
+    assert main_pid(host) == pid
