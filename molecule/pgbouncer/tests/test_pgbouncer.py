@@ -113,8 +113,8 @@ def test_a_listen_address_pgbouncer_cannot_bind_is_put_back(host):
 
 
 def test_settings_the_role_cannot_apply_are_refused_before_any_change(host):
-    """A listen setting in pgbouncer_settings would be reloaded (and skipped) instead of restarted;
-    an empty logfile would leave the role blind to a refused file. Both are named, nothing moves."""
+    """A listen setting in pgbouncer_settings would fight the role's own (and a reload would skip
+    it); an empty logfile would leave the role blind to a refused file. Both named, nothing moves."""
     files = ["/etc/pgbouncer/pgbouncer.ini", "/etc/pgbouncer/pgbouncer-listen.ini"]
     before = {f: host.file(f).content_string for f in files}
     pid = main_pid(host)
@@ -122,7 +122,26 @@ def test_settings_the_role_cannot_apply_are_refused_before_any_change(host):
                        {"pgbouncer_settings": {"listen_port": 6433, "logfile": ""}}, timeout=300)
     out = run.stdout + run.stderr
     assert run.returncode != 0
-    assert "pgbouncer_settings sets listen_port: a reload cannot apply listen settings" in out, out[-3000:]
+    assert "pgbouncer_settings sets listen_port: the role sets it; use pgbouncer_listen_addr" in out, out[-3000:]
     assert "pgbouncer_settings.logfile is empty" in out, out[-3000:]
     assert {f: host.file(f).content_string for f in files} == before
     assert main_pid(host) == pid
+
+
+def test_a_setting_read_only_at_start_restarts_pgbouncer(host):
+    """listen_backlog is one of the settings PgBouncer keeps across a reload: given in
+    pgbouncer_settings it goes to the listen file, whose change restarts PgBouncer."""
+    pid = main_pid(host)
+    run = run_playbook(SCENARIO / "converge.yml", {"pgbouncer_settings": {"listen_backlog": 256}}, timeout=300)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert "listen_backlog = 256" in host.file("/etc/pgbouncer/pgbouncer-listen.ini").content_string
+    assert "listen_backlog" not in host.file("/etc/pgbouncer/pgbouncer.ini").content_string
+    assert main_pid(host) != pid
+    assert show_config(host)["listen_backlog"] == "256"
+    # back to the scenario's own settings: one more restart, the listen file as before
+    pid = main_pid(host)
+    run = run_playbook(SCENARIO / "converge.yml", timeout=300)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert "listen_backlog" not in host.file("/etc/pgbouncer/pgbouncer-listen.ini").content_string
+    assert main_pid(host) != pid
+    assert show_config(host)["listen_backlog"] == "128"
