@@ -122,7 +122,7 @@ def test_settings_the_role_cannot_apply_are_refused_before_any_change(host):
                        {"pgbouncer_settings": {"listen_port": 6433, "logfile": ""}}, timeout=300)
     out = run.stdout + run.stderr
     assert run.returncode != 0
-    assert "pgbouncer_settings sets listen_port: the role sets it; use pgbouncer_listen_addr" in out, out[-3000:]
+    assert "pgbouncer_settings sets listen_port: the role sets these itself; use pgbouncer_listen_addr" in out, out[-3000:]
     assert "pgbouncer_settings.logfile is empty" in out, out[-3000:]
     assert {f: host.file(f).content_string for f in files} == before
     assert main_pid(host) == pid
