@@ -22,6 +22,10 @@ def test_service(host):
     assert svc.is_running and svc.is_enabled
     assert host.socket("tcp://127.0.0.1:6432").is_listening
     assert host.check_output("ps -o user= -C pgbouncer").strip() == "postgres"
+    # the unix socket sits next to PostgreSQL's; the pidfile names the running process
+    assert host.socket("unix:///var/run/postgresql/.s.PGSQL.6432").is_listening
+    pid = host.file("/var/run/postgresql/pgbouncer.pid").content_string.strip()
+    assert pid == host.check_output("pgrep -o -x pgbouncer").strip()
     users = host.file("/etc/pgbouncer/userlist.txt")
     assert users.mode == 0o600 and users.user == "postgres"
 
@@ -123,6 +127,8 @@ def test_settings_the_role_cannot_apply_are_refused_before_any_change(host):
     out = run.stdout + run.stderr
     assert run.returncode != 0
     assert "pgbouncer_settings sets listen_port: the role sets these itself; use pgbouncer_listen_addr" in out, out[-3000:]
+    assert ("(unix_socket_dir /var/run/postgresql and pidfile /var/run/postgresql/pgbouncer.pid are fixed)"
+            in out), out[-3000:]
     assert "pgbouncer_settings.logfile is empty" in out, out[-3000:]
     assert {f: host.file(f).content_string for f in files} == before
     assert main_pid(host) == pid
