@@ -87,7 +87,9 @@ options:
         description: Group of the restored file. Defaults to O(group), then the backup's group.
         type: str
       mode:
-        description: Mode of the restored file. Defaults to O(mode), then the backup's mode.
+        description:
+          - Mode of the restored file. Defaults to O(mode), then the backup's mode.
+          - A symbolic mode (C(o-r)) counts from the backup's mode.
         type: raw
       changed:
         description: Ignored; accepted so that an entry of an earlier result can be passed as it is.
@@ -117,7 +119,7 @@ options:
     description:
       - Mode of the files that set none. Unset keeps the current mode; a new file then gets
         C(0600).
-      - With O(restore), unset takes the backup's mode.
+      - With O(restore), unset takes the backup's mode; a symbolic mode counts from the backup's mode.
     type: raw
   backup:
     description: Keep the previous version of each replaced file (C(DEST.PID.DATE~)).
@@ -431,9 +433,21 @@ def restore_args(module: AnsibleModule, entry: dict, backup: os.stat_result, pat
         args["owner"] = str(backup.st_uid)
     if args["group"] is None:
         args["group"] = str(backup.st_gid)
-    if args["mode"] is None:
-        args["mode"] = stat.S_IMODE(backup.st_mode)
+    args["mode"] = restored_mode(args["mode"], backup)
     return args
+
+
+def restored_mode(mode, backup: os.stat_result) -> int:
+    """MODE (octal or symbolic, or None for the backup's own) as a number; a symbolic mode counts
+    from the backup's mode, whether the content is written again or only the attributes change."""
+    if mode is None:
+        return stat.S_IMODE(backup.st_mode)
+    if isinstance(mode, int):
+        return mode
+    try:
+        return int(mode, 8)
+    except ValueError:
+        return AnsibleModule._symbolic_mode_to_octal(backup, mode)  # pylint: disable=protected-access
 
 
 def restore_one(module: AnsibleModule, entry: dict) -> tuple[dict, dict | None]:
@@ -453,7 +467,6 @@ def restore_one(module: AnsibleModule, entry: dict) -> tuple[dict, dict | None]:
     attrs_changed = False
     if content_changed and not module.check_mode:
         def prepare(tmp: str) -> None:
-            os.chmod(tmp, stat.S_IMODE(backup_stat.st_mode))  # a symbolic mode applies to the backup's
             module.set_fs_attributes_if_different(restore_args(module, entry, backup_stat, tmp), False)
         replace_atomically(dest, new, prepare)
     elif old is not None:

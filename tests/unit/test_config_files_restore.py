@@ -81,6 +81,23 @@ def test_mode_given_wins_over_the_backups(written):
     assert mode(a) == 0o644
 
 
+def test_a_symbolic_mode_counts_from_the_backups_mode(written):
+    a, _new, res = written
+    entry = dict(res["files"][0], mode="o-r")  # backup 0604, file now 0640
+    out = restore([entry])
+    assert out["rc"] == 0 and out["files"][0]["content_changed"] is True, out
+    assert a.read_text() == "port = 1\n" and mode(a) == 0o600
+    # the same when only the attributes differ: from the backup's 0604, not the file's 0666
+    os.chmod(a, 0o666)
+    out = restore([entry])
+    assert out["rc"] == 0 and out["changed"] is True and out["files"][0]["content_changed"] is False, out
+    assert mode(a) == 0o600
+    os.chmod(a, 0o666)
+    bad = restore([dict(entry, mode="o-z")])
+    assert bad["rc"] != 0 and "o-z" in bad["msg"] and str(a) in bad["msg"], bad
+    assert mode(a) == 0o666
+
+
 def test_check_mode_and_diff_change_nothing(written):
     a, new, res = written
     out = restore(res["files"], check=True, diff=True)
