@@ -152,6 +152,10 @@ requirements:
 notes:
   - Supports C(check_mode) (plan only) and C(diff) (version before and after).
   - Lock timeouts are the runner's job; the SQL files do not need C(SET lock_timeout).
+  - No statement queues writes behind it for longer than a rung of the ladder, but an index build
+    or a C(VALIDATE) scan of a large table uses CPU and WAL for its whole length, and PostgreSQL
+    has no throttle for either. Run such migrations when the primary has headroom (see the README's
+    figures from C(bench/migration_stall)).
 attributes:
   check_mode:
     description: Reads the ledger and returns the plan; changes nothing.
