@@ -400,7 +400,8 @@ def apply_one(module: AnsibleModule, entry: dict) -> tuple[dict, dict | None]:
 
 def check_restore(module: AnsibleModule, entries: list[dict]) -> None:
     """Fail, before any file is touched, on an option that only applies to a write, a bad dest,
-    or a backup_file that is relative, missing, not a regular file, or the dest itself."""
+    a backup_file that is relative, missing, not a regular file, or the dest itself, or a mode
+    that is neither octal nor symbolic."""
     for option in ("backup", "backups_kept", "create_parents"):
         if module.params[option]:
             module.fail_json(msg=f"{option}={module.params[option]!r} does not apply to restore "
@@ -423,6 +424,12 @@ def check_restore(module: AnsibleModule, entries: list[dict]) -> None:
             problem = "is the file itself"
         if problem:
             module.fail_json(msg=f"restore[].backup_file {backup!r} of {dest!r} {problem}: nothing was restored")
+        mode = file_args(module, entry, dest)["mode"]
+        try:
+            restored_mode(mode, os.stat(backup))
+        except ValueError as exc:
+            module.fail_json(msg=f"mode {mode!r} of {dest!r}: {to_native(exc)}; expected octal (0640) or "
+                                 "symbolic (u=rw,g=r,o=): nothing was restored")
 
 
 def restore_args(module: AnsibleModule, entry: dict, backup: os.stat_result, path: str) -> dict:

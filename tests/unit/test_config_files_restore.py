@@ -81,7 +81,7 @@ def test_mode_given_wins_over_the_backups(written):
     assert mode(a) == 0o644
 
 
-def test_a_symbolic_mode_counts_from_the_backups_mode(written):
+def test_a_symbolic_mode_counts_from_the_backups_mode(written, tmp_path):
     a, _new, res = written
     entry = dict(res["files"][0], mode="o-r")  # backup 0604, file now 0640
     out = restore([entry])
@@ -96,6 +96,15 @@ def test_a_symbolic_mode_counts_from_the_backups_mode(written):
     bad = restore([dict(entry, mode="o-z")])
     assert bad["rc"] != 0 and "o-z" in bad["msg"] and str(a) in bad["msg"], bad
     assert mode(a) == 0o666
+    # checked with the backups, before any file is touched: the first entry is not put back either
+    a.write_text("port = 3\n")
+    other = tmp_path / "b.conf"
+    other.write_text("b\n")
+    b_res = write([{"dest": str(other), "content": "b2\n"}])
+    bad = restore([entry, dict(b_res["files"][0], mode="o-z")])
+    assert bad["rc"] != 0 and "o-z" in bad["msg"] and str(other) in bad["msg"], bad
+    assert "nothing was restored" in bad["msg"]
+    assert a.read_text() == "port = 3\n" and mode(a) == 0o666 and other.read_text() == "b2\n"
 
 
 def test_check_mode_and_diff_change_nothing(written):
