@@ -250,6 +250,9 @@ from typing import Callable
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
 
+# What a new file starts as (tempfile.mkstemp): the mode a symbolic mode of a new file counts from.
+NEW_FILE_STAT = os.stat_result((stat.S_IFREG | 0o600, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+
 
 def _read(path: str) -> bytes | None:
     """The current content of PATH, or None when it does not exist."""
@@ -271,7 +274,8 @@ def unified_diff(dest: str, old: bytes | None, new: bytes) -> str:
 
 def check_entries(module: AnsibleModule, entries: list[dict], field: str = "files") -> None:
     """Fail, before anything is written, on a relative or repeated path, a path that is a folder,
-    or a missing parent folder (unless create_parents). FIELD names the option in messages."""
+    a missing parent folder (unless create_parents), or a mode that is neither octal nor
+    symbolic. FIELD names the option in messages."""
     seen = set()
     for entry in entries:
         dest = entry["dest"]
@@ -286,10 +290,21 @@ def check_entries(module: AnsibleModule, entries: list[dict], field: str = "file
         if not os.path.isdir(parent) and not module.params["create_parents"]:
             hint = " (create it first or set create_parents: true)" if field == "files" else ""
             module.fail_json(msg=f"the folder {parent!r} of {dest!r} does not exist{hint}")
+        check_mode_value(module, file_args(module, entry, dest)["mode"], dest, field)
         if not module.check_mode:
             # A fresh host in check mode may not have the service's user yet.
             check_owner(module, dest, entry.get("owner") or module.params["owner"], pwd.getpwnam, "owner")
             check_owner(module, dest, entry.get("group") or module.params["group"], grp.getgrnam, "group")
+
+
+def check_mode_value(module: AnsibleModule, mode, dest: str, field: str) -> None:
+    """Fail when MODE is neither octal nor symbolic (which mode it counts from does not matter)."""
+    try:
+        mode_number(mode, NEW_FILE_STAT)
+    except ValueError as exc:
+        verb = "restored" if field == "restore" else "written"
+        module.fail_json(msg=f"mode {mode!r} of {dest!r}: {to_native(exc)}; expected octal (0640) or "
+                             f"symbolic (u=rw,g=r,o=): nothing was {verb}")
 
 
 def check_owner(module: AnsibleModule, dest: str, name: str | None, lookup, what: str) -> None:
@@ -399,9 +414,9 @@ def apply_one(module: AnsibleModule, entry: dict) -> tuple[dict, dict | None]:
 
 
 def check_restore(module: AnsibleModule, entries: list[dict]) -> None:
-    """Fail, before any file is touched, on an option that only applies to a write, a bad dest,
-    a backup_file that is relative, missing, not a regular file, or the dest itself, or a mode
-    that is neither octal nor symbolic."""
+    """Fail, before any file is touched, on an option that only applies to a write, a bad dest
+    or mode (check_entries), or a backup_file that is relative, missing, not a regular file, or
+    the dest itself."""
     for option in ("backup", "backups_kept", "create_parents"):
         if module.params[option]:
             module.fail_json(msg=f"{option}={module.params[option]!r} does not apply to restore "
@@ -424,12 +439,6 @@ def check_restore(module: AnsibleModule, entries: list[dict]) -> None:
             problem = "is the file itself"
         if problem:
             module.fail_json(msg=f"restore[].backup_file {backup!r} of {dest!r} {problem}: nothing was restored")
-        mode = file_args(module, entry, dest)["mode"]
-        try:
-            restored_mode(mode, os.stat(backup))
-        except ValueError as exc:
-            module.fail_json(msg=f"mode {mode!r} of {dest!r}: {to_native(exc)}; expected octal (0640) or "
-                                 "symbolic (u=rw,g=r,o=): nothing was restored")
 
 
 def restore_args(module: AnsibleModule, entry: dict, backup: os.stat_result, path: str) -> dict:
@@ -440,21 +449,22 @@ def restore_args(module: AnsibleModule, entry: dict, backup: os.stat_result, pat
         args["owner"] = str(backup.st_uid)
     if args["group"] is None:
         args["group"] = str(backup.st_gid)
-    args["mode"] = restored_mode(args["mode"], backup)
+    args["mode"] = mode_number(args["mode"], backup)
     return args
 
 
-def restored_mode(mode, backup: os.stat_result) -> int:
-    """MODE (octal or symbolic, or None for the backup's own) as a number; a symbolic mode counts
-    from the backup's mode, whether the content is written again or only the attributes change."""
+def mode_number(mode, base: os.stat_result) -> int:
+    """MODE (octal or symbolic, or None for BASE's own) as a number; a symbolic mode counts from
+    BASE's mode. A restore counts from the backup's, whether the content is written again or
+    only the attributes change."""
     if mode is None:
-        return stat.S_IMODE(backup.st_mode)
+        return stat.S_IMODE(base.st_mode)
     if isinstance(mode, int):
         return mode
     try:
         return int(mode, 8)
     except ValueError:
-        return AnsibleModule._symbolic_mode_to_octal(backup, mode)  # pylint: disable=protected-access
+        return AnsibleModule._symbolic_mode_to_octal(base, mode)  # pylint: disable=protected-access
 
 
 def restore_one(module: AnsibleModule, entry: dict) -> tuple[dict, dict | None]:

@@ -76,6 +76,10 @@ def test_bad_entries_change_nothing(tmp_path):
         ({"dest": str(a), "content": "some content\n"}, "is given twice"),
         ({"dest": str(tmp_path / "c.conf"), "content": "some content\n", "owner": "gr-no-such-user"},
          "owner 'gr-no-such-user'"),
+        ({"dest": str(tmp_path / "c.conf"), "content": "some content\n", "mode": "o-z"},
+         "mode 'o-z' of '%s': bad symbolic permission for mode: o-z; expected octal (0640) or symbolic"
+         % (tmp_path / "c.conf")),
+        ({"dest": str(tmp_path / "c.conf"), "content": "some content\n", "mode": "0999"}, "mode '0999' of"),
     ]
     for bad, message in cases:
         res = run_module("config_files", {"files": [{"dest": str(a), "content": "changed content\n"}, bad]})
