@@ -56,6 +56,10 @@ RULES = {
     "cluster": (ERROR, "CLUSTER rewrites the table under ACCESS EXCLUSIVE"),
     "lock-table": (ERROR, "explicit LOCK TABLE"),
     "detach-partition-non-concurrent": (ERROR, "DETACH PARTITION without CONCURRENTLY"),
+    "attach-partition-scan": (WARNING, "ATTACH PARTITION scans the partition unless a CHECK proves it"),
+    "rewrite-table": (ERROR, "SET TABLESPACE / LOGGED / UNLOGGED / ACCESS METHOD rewrites the table"),
+    "refresh-matview-non-concurrent": (ERROR, "REFRESH MATERIALIZED VIEW without CONCURRENTLY blocks reads"),
+    "truncate": (ERROR, "TRUNCATE removes every row under ACCESS EXCLUSIVE"),
     "unbounded-update": (ERROR, "UPDATE without WHERE rewrites every row in one transaction"),
     "unbounded-delete": (ERROR, "DELETE without WHERE removes every row in one transaction"),
     "ignore-without-reason": (ERROR, "gradual:ignore needs a rule id and a reason"),
@@ -80,6 +84,10 @@ NON_VOLATILE_FUNCTIONS = {
     "array", "make_interval", "interval", "concat", "abs", "round",
 }
 SERIAL_TYPES = {"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"}
+
+# ALTER TABLE subcommands (by pglast AlterTableType name) that copy the whole table.
+REWRITE_SUBCOMMANDS = {"AT_SetTableSpace": "SET TABLESPACE", "AT_SetLogged": "SET LOGGED",
+                       "AT_SetUnLogged": "SET UNLOGGED", "AT_SetAccessMethod": "SET ACCESS METHOD"}
 
 IGNORE_RE = re.compile(r"gradual:ignore\b(?P<rest>.*)$", re.MULTILINE)
 
@@ -311,6 +319,8 @@ def lock_of(node) -> str:
         return "SHARE UPDATE EXCLUSIVE" if node.is_vacuumcmd else "SHARE UPDATE EXCLUSIVE"
     if kind in ("ClusterStmt", "RenameStmt", "TruncateStmt"):
         return "ACCESS EXCLUSIVE"
+    if kind == "RefreshMatViewStmt":
+        return "EXCLUSIVE" if node.concurrent else "ACCESS EXCLUSIVE"
     if kind == "LockStmt":
         return LOCK_MODES[node.mode] if 0 < node.mode < len(LOCK_MODES) else "ACCESS EXCLUSIVE"
     if kind in ("UpdateStmt", "DeleteStmt", "InsertStmt", "MergeStmt"):
@@ -355,7 +365,7 @@ def target_table(node) -> str:
     """The table a statement acts on (lower-case name), or ''."""
     kind = type(node).__name__
     if kind in ("IndexStmt", "AlterTableStmt", "ClusterStmt", "UpdateStmt", "DeleteStmt", "InsertStmt",
-                "RenameStmt", "ReindexStmt"):
+                "RenameStmt", "ReindexStmt", "RefreshMatViewStmt"):
         if kind == "ReindexStmt" and node.kind != pg_enums.ReindexObjectType.REINDEX_OBJECT_TABLE:
             return ""
         return relname(getattr(node, "relation", None))
@@ -369,6 +379,8 @@ def target_table(node) -> str:
 def locked_relations(node) -> tuple:
     """Existing relations NODE locks: its target and the tables new foreign keys reference."""
     names = [target_table(node)]
+    if type(node).__name__ in ("LockStmt", "TruncateStmt"):
+        names.extend(relname(rel) for rel in node.relations or ())
     if type(node).__name__ == "AlterTableStmt":
         for cmd in node.cmds or ():
             con = cmd.def_ if cmd.subtype == pg_enums.AlterTableType.AT_AddConstraint else None
@@ -396,6 +408,10 @@ class Context:
     not_null_checks: dict = field(default_factory=dict)  # (table, constraint) -> column
     validated_columns: set = field(default_factory=set)
 
+    def all_created(self, names: list) -> bool:
+        """True when every table in NAMES was created earlier in this migration."""
+        return all(name in self.created_tables for name in names)
+
 
 def _finding(rule: str, message: str, suggestion: str) -> tuple:
     return rule, message, suggestion
@@ -420,7 +436,7 @@ def _rule_drop(node, ctx: Context) -> list:
                          "DROP INDEX CONCURRENTLY IF EXISTS %s" % names)]
     if node.removeType == ot.OBJECT_TABLE:
         names = [".".join(_names(obj)) for obj in node.objects or ()]
-        if all(name in ctx.created_tables for name in names):
+        if ctx.all_created(names):
             return []
         return [_finding("drop-table",
                          "DROP TABLE %s breaks the release that still reads it" % ", ".join(names),
@@ -487,10 +503,11 @@ def _coldef_findings(table: str, coldef) -> list:
     default = next((c for c in cons if _contype(c) == ct.CONSTR_DEFAULT), None)
     typname = _names(coldef.typeName.names)[-1].lower() if coldef.typeName else ""
     col = "%s.%s" % (table, coldef.colname)
-    if typname in SERIAL_TYPES:
+    if typname in SERIAL_TYPES or ct.CONSTR_IDENTITY in types:
+        what = typname if typname in SERIAL_TYPES else "GENERATED AS IDENTITY"
         found.append(_finding("add-column-volatile-default",
                               "ADD COLUMN %s %s fills every row from a sequence: full rewrite under "
-                              "ACCESS EXCLUSIVE" % (col, typname),
+                              "ACCESS EXCLUSIVE" % (col, what),
                               "add a nullable column, set the default from a sequence for new rows, "
                               "backfill old rows in batches"))
     if default is not None:
@@ -523,6 +540,11 @@ def _coldef_findings(table: str, coldef) -> list:
                                   "ADD COLUMN %s REFERENCES validates under SHARE ROW EXCLUSIVE" % col,
                                   "add the column, then ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID "
                                   "and VALIDATE CONSTRAINT in a separate transaction"))
+        if _contype(con) == ct.CONSTR_CHECK:
+            found.append(_finding("check-not-valid",
+                                  "ADD COLUMN %s CHECK scans the table under ACCESS EXCLUSIVE" % col,
+                                  "add the column, then ADD CONSTRAINT ... CHECK (...) NOT VALID and "
+                                  "VALIDATE CONSTRAINT in a separate transaction"))
         if _contype(con) in (ct.CONSTR_UNIQUE, ct.CONSTR_PRIMARY):
             found.append(_finding("add-unique-without-index",
                                   "ADD COLUMN %s UNIQUE/PRIMARY KEY builds an index under ACCESS "
@@ -622,12 +644,46 @@ def _alter_cmd_findings(table: str, cmd, ctx: Context) -> list:
                          % (table, cmd.name),
                          "expand/contract: ship code that ignores the column first, drop it in a later "
                          "release (ignore with a reason once that is true)")]
+    if sub.name in REWRITE_SUBCOMMANDS:
+        return [_finding("rewrite-table",
+                         "ALTER TABLE %s %s rewrites the whole table under ACCESS EXCLUSIVE"
+                         % (table, REWRITE_SUBCOMMANDS[sub.name]),
+                         "pg_repack --tablespace moves a table online" if sub == att.AT_SetTableSpace
+                         else "create the table as wanted, copy the rows in batches while the "
+                         "application writes to both, then switch")]
+    if sub == att.AT_AttachPartition and relname(cmd.def_.name) not in ctx.created_tables:
+        return [("attach-partition-scan", WARNING,
+                 "ATTACH PARTITION %s to %s scans it under ACCESS EXCLUSIVE to check the bound (and "
+                 "any default partition of %s too)" % (relname(cmd.def_.name), table, table),
+                 "on the partition: ADD CONSTRAINT ... CHECK (<the bound>) NOT VALID, VALIDATE "
+                 "CONSTRAINT; then ATTACH skips the scan; drop the CHECK afterwards")]
     if sub == att.AT_DetachPartition and not getattr(cmd.def_, "concurrent", False):
         return [_finding("detach-partition-non-concurrent",
                          "DETACH PARTITION on %s takes ACCESS EXCLUSIVE on the parent" % table,
                          "ALTER TABLE %s DETACH PARTITION ... CONCURRENTLY (outside a transaction "
                          "block)" % table)]
     return []
+
+
+def _rule_refresh(node, ctx: Context) -> list:
+    if node.concurrent:
+        return []
+    view = relname(node.relation)
+    return [_finding("refresh-matview-non-concurrent",
+                     "REFRESH MATERIALIZED VIEW %s takes ACCESS EXCLUSIVE: reads of it wait for the "
+                     "whole refresh" % view,
+                     "REFRESH MATERIALIZED VIEW CONCURRENTLY %s (needs a unique index on the view)" % view)]
+
+
+def _rule_truncate(node, ctx: Context) -> list:
+    names = [relname(rel) for rel in node.relations or ()]
+    if ctx.all_created(names):
+        return []
+    return [_finding("truncate",
+                     "TRUNCATE %s removes every row under ACCESS EXCLUSIVE; no down migration brings "
+                     "them back" % ", ".join(names),
+                     "DELETE in batches (each its own transaction) after a backup, or ignore with a "
+                     "reason when the rows are disposable")]
 
 
 def _rule_alter(node, ctx: Context) -> list:
@@ -649,6 +705,8 @@ RULE_DISPATCH = {
     "UpdateStmt": _rule_dml,
     "DeleteStmt": _rule_dml,
     "AlterTableStmt": _rule_alter,
+    "RefreshMatViewStmt": _rule_refresh,
+    "TruncateStmt": _rule_truncate,
 }
 
 
