@@ -51,7 +51,7 @@ RULES = {
     "rename-column": (ERROR, "renaming a column breaks the running release"),
     "rename-table": (ERROR, "renaming a table breaks the running release"),
     "drop-column": (ERROR, "dropping a column breaks the running release"),
-    "drop-table": (ERROR, "dropping a table breaks the running release"),
+    "drop-table": (ERROR, "dropping a table, view or schema breaks the running release"),
     "vacuum-full": (ERROR, "VACUUM FULL rewrites the table under ACCESS EXCLUSIVE"),
     "cluster": (ERROR, "CLUSTER rewrites the table under ACCESS EXCLUSIVE"),
     "lock-table": (ERROR, "explicit LOCK TABLE"),
@@ -84,6 +84,9 @@ NON_VOLATILE_FUNCTIONS = {
     "array", "make_interval", "interval", "concat", "abs", "round",
 }
 SERIAL_TYPES = {"serial", "serial2", "serial4", "serial8", "smallserial", "bigserial"}
+
+# DROP of these relations breaks a release that still reads them (pglast ObjectType name -> SQL).
+DROPPED_RELATIONS = {"OBJECT_TABLE": "TABLE", "OBJECT_VIEW": "VIEW", "OBJECT_MATVIEW": "MATERIALIZED VIEW"}
 
 # ALTER TABLE subcommands (by pglast AlterTableType name) that copy the whole table.
 REWRITE_SUBCOMMANDS = {"AT_SetTableSpace": "SET TABLESPACE", "AT_SetLogged": "SET LOGGED",
@@ -395,6 +398,8 @@ def _created_table(node) -> str:
         return relname(node.relation)
     if kind == "CreateTableAsStmt":
         return relname(node.into.rel)
+    if kind == "ViewStmt" and not node.replace:
+        return relname(node.view)
     return ""
 
 
@@ -434,14 +439,22 @@ def _rule_drop(node, ctx: Context) -> list:
         return [_finding("drop-index-non-concurrent",
                          "DROP INDEX %s takes ACCESS EXCLUSIVE on its table" % names,
                          "DROP INDEX CONCURRENTLY IF EXISTS %s" % names)]
-    if node.removeType == ot.OBJECT_TABLE:
+    what = DROPPED_RELATIONS.get(node.removeType.name)
+    if what:
         names = [".".join(_names(obj)) for obj in node.objects or ()]
         if ctx.all_created(names):
             return []
         return [_finding("drop-table",
-                         "DROP TABLE %s breaks the release that still reads it" % ", ".join(names),
-                         "expand/contract: ship code that no longer uses the table first, drop it in a "
-                         "later release (ignore with a reason once that is true)")]
+                         "DROP %s %s breaks the release that still reads it" % (what, ", ".join(names)),
+                         "expand/contract: ship code that no longer uses it first, drop it in a later "
+                         "release (ignore with a reason once that is true)")]
+    if node.removeType == ot.OBJECT_SCHEMA and node.behavior == pg_enums.DropBehavior.DROP_CASCADE:
+        names = ", ".join(obj.sval for obj in node.objects or ())
+        return [_finding("drop-table",
+                         "DROP SCHEMA %s CASCADE drops every table in it under the release that still "
+                         "reads them" % names,
+                         "drop the tables one by one, each once no release uses it, then DROP SCHEMA "
+                         "without CASCADE")]
     return []
 
 

@@ -14,11 +14,12 @@ description:
   - Rules cover non-concurrent C(CREATE/DROP INDEX) and C(REINDEX), C(CONCURRENTLY) inside a
     transaction block, C(ADD FOREIGN KEY) / C(CHECK) without C(NOT VALID), C(SET NOT NULL) without a
     validated C(CHECK), C(ADD COLUMN) with a volatile default, a stored generated column or C(NOT NULL)
-    without default, column type changes, C(ADD UNIQUE/PRIMARY KEY) not C(USING INDEX), renames and
-    drops of columns and tables, C(VACUUM FULL), C(CLUSTER), C(LOCK TABLE), C(DETACH PARTITION)
-    without C(CONCURRENTLY), C(UPDATE)/C(DELETE) without C(WHERE), C(TRUNCATE), C(REFRESH
-    MATERIALIZED VIEW) without C(CONCURRENTLY), C(SET TABLESPACE/LOGGED/UNLOGGED/ACCESS METHOD)
-    (table rewrites) and, as a warning, C(ATTACH PARTITION) of an existing table (a scan).
+    without default, column type changes, C(ADD UNIQUE/PRIMARY KEY) not C(USING INDEX), renames of
+    columns and tables, drops of columns, tables, views and (C(CASCADE)) schemas, C(VACUUM FULL),
+    C(CLUSTER), C(LOCK TABLE), C(DETACH PARTITION) without C(CONCURRENTLY), C(UPDATE)/C(DELETE)
+    without C(WHERE), C(TRUNCATE), C(REFRESH MATERIALIZED VIEW) without C(CONCURRENTLY),
+    C(SET TABLESPACE/LOGGED/UNLOGGED/ACCESS METHOD) (table rewrites) and, as a warning,
+    C(ATTACH PARTITION) of an existing table (a scan).
   - Statements on a table created earlier in the same file are not flagged. Files named
     C(*.down.sql) are rollbacks, so dropping or renaming is not flagged there.
   - A finding is silenced by a comment C(-- gradual:ignore <rule-id> <reason>) before the statement;

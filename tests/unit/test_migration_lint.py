@@ -146,6 +146,22 @@ def test_every_table_rewrite_is_flagged(command):
     assert finding.rule == "rewrite-table" and "t %s rewrites" % command in finding.message
 
 
+@pytest.mark.parametrize("sql,message", [
+    ("DROP VIEW shop.v, w;", "DROP VIEW shop.v, w breaks"),
+    ("DROP MATERIALIZED VIEW mv;", "DROP MATERIALIZED VIEW mv breaks"),
+    ("DROP SCHEMA shop CASCADE;", "DROP SCHEMA shop CASCADE drops every table"),
+])
+def test_drops_of_views_and_schemas_with_their_tables_are_flagged(sql, message):
+    finding, = lint.lint_text(sql)
+    assert finding.rule == "drop-table" and message in finding.message
+
+
+def test_drops_that_break_nothing_are_quiet():
+    assert rules("DROP SCHEMA empty_one;") == set()  # refused by PostgreSQL unless empty
+    assert rules("CREATE VIEW n AS SELECT 1;\nDROP VIEW n;") == set()
+    assert rules("CREATE OR REPLACE VIEW v AS SELECT 1;\nDROP VIEW v;") == {"drop-table"}
+
+
 def test_truncate_names_every_table_and_spares_new_ones():
     finding, = lint.lint_text("CREATE TABLE n (id int);\nTRUNCATE n, orders;")
     assert (finding.rule, finding.line) == ("truncate", 2) and "n, orders" in finding.message
