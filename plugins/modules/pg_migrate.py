@@ -56,7 +56,8 @@ options:
     description:
       - Apply the safe rewrites instead of refusing, for findings that have one
         (C(CREATE/DROP INDEX) and C(REINDEX) become C(CONCURRENTLY); C(ADD FOREIGN KEY/CHECK) become
-        C(NOT VALID) then C(VALIDATE CONSTRAINT) in a separate transaction; C(SET NOT NULL) becomes
+        C(NOT VALID) then C(VALIDATE CONSTRAINT) in a separate transaction, also when written on the
+        column of an C(ADD COLUMN) (the column is added bare first); C(SET NOT NULL) becomes
         C(CHECK ... NOT VALID), C(VALIDATE), C(SET NOT NULL), drop the C(CHECK); C(ADD UNIQUE/PRIMARY
         KEY) becomes a concurrent unique index then C(USING INDEX)).
     type: bool

@@ -131,6 +131,31 @@ def test_unsafe_statement_refused_then_autofixed(postgres, pg_db, migdir):
                                   "AND attname = 'amount'") == [(True,)]
 
 
+def test_autofix_moves_column_constraints_out_of_add_column(postgres, pg_db, migdir):
+    """ADD COLUMN ... REFERENCES / CHECK would validate every row under the ALTER's lock."""
+    write(migdir, "001_base.up.sql", BASE)
+    write(migdir, "002_column.up.sql",
+          "ALTER TABLE orders ADD COLUMN buyer_id bigint DEFAULT 1 REFERENCES accounts (id) CHECK (buyer_id > 0);\n")
+    refused = run_module("pg_migrate", args(postgres, pg_db, migdir))
+    assert refused["rc"] != 0 and "foreign-key-not-valid" in refused["msg"] and "check-not-valid" in refused["msg"]
+
+    fixed = run_module("pg_migrate", args(postgres, pg_db, migdir, autofix=True))
+    assert fixed["rc"] == 0, fixed
+    assert [s["sql"] for s in fixed["statements"] if s["version"] == "002"] == [
+        "ALTER TABLE orders ADD COLUMN buyer_id bigint DEFAULT 1",
+        "ALTER TABLE orders ADD CONSTRAINT orders_buyer_id_fkey FOREIGN KEY (buyer_id) REFERENCES accounts (id) NOT VALID",
+        "ALTER TABLE orders VALIDATE CONSTRAINT orders_buyer_id_fkey",
+        "ALTER TABLE orders ADD CONSTRAINT orders_buyer_id_check CHECK (buyer_id > 0) NOT VALID",
+        "ALTER TABLE orders VALIDATE CONSTRAINT orders_buyer_id_check",
+    ]
+    cons = query(postgres, pg_db, "SELECT conname, contype, convalidated FROM pg_constraint "
+                                  "WHERE conrelid = 'orders'::regclass AND contype IN ('f', 'c') ORDER BY 1")
+    assert cons == [("orders_buyer_id_check", "c", True), ("orders_buyer_id_fkey", "f", True)]
+    with pytest.raises(psycopg2.errors.ForeignKeyViolation):
+        query(postgres, pg_db, "INSERT INTO orders VALUES (9001, 1, 1, 999)")
+    assert ledger(postgres, pg_db)["002"][0] is True
+
+
 def test_ignore_with_reason_lets_a_statement_through(postgres, pg_db, migdir):
     write(migdir, "001_base.up.sql", BASE)
     write(migdir, "002_drop.up.sql",

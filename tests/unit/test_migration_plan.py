@@ -37,6 +37,20 @@ def test_autofix_foreign_key_and_check_validate_separately():
     assert plan.blocking == []
 
 
+def test_autofix_column_check_and_references_move_out_of_add_column():
+    plan = mp.plan_text("ALTER TABLE t ADD COLUMN u_id bigint NOT NULL DEFAULT 1 REFERENCES u (id) "
+                        "CHECK (u_id > 0);", "x.up.sql", autofix=True)
+    assert sqls(plan) == [
+        "ALTER TABLE t ADD COLUMN u_id bigint NOT NULL DEFAULT 1",
+        "ALTER TABLE t ADD CONSTRAINT t_u_id_fkey FOREIGN KEY (u_id) REFERENCES u (id) NOT VALID",
+        "ALTER TABLE t VALIDATE CONSTRAINT t_u_id_fkey",
+        "ALTER TABLE t ADD CONSTRAINT t_u_id_check CHECK (u_id > 0) NOT VALID",
+        "ALTER TABLE t VALIDATE CONSTRAINT t_u_id_check",
+    ]
+    assert [len(s.statements) for s in plan.steps] == [2, 1, 1, 1]
+    assert plan.blocking == []
+
+
 def test_autofix_set_not_null_sequence():
     plan = mp.plan_text("ALTER TABLE app.t ALTER COLUMN a SET NOT NULL;", "x.up.sql", autofix=True)
     assert sqls(plan) == [
