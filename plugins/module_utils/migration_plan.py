@@ -160,30 +160,26 @@ def _fix_validated_constraint(relation, cmd, line: int, origin: str) -> list:
             _stmt(_validate(relation, con.conname), line, origin, isolated=True)]
 
 
+def _checks_every_row(con) -> bool:
+    """A FOREIGN KEY or CHECK: PostgreSQL validates it against every row unless NOT VALID."""
+    return lint._contype(con) in (pg_enums.ConstrType.CONSTR_FOREIGN, pg_enums.ConstrType.CONSTR_CHECK)
+
+
 def _fix_column_constraints(relation, cmd, line: int, origin: str) -> list:
     """ADD COLUMN ... CHECK / REFERENCES: the bare column, then each of those constraints as
     ADD CONSTRAINT ... NOT VALID with its own VALIDATE (PostgreSQL's default constraint names)."""
     coldef = cmd.def_
-    ct = pg_enums.ConstrType
     kept, moved = [], []
     for con in coldef.constraints or ():
-        (moved if lint._contype(con) in (ct.CONSTR_CHECK, ct.CONSTR_FOREIGN) else kept).append(con)
+        (moved if _checks_every_row(con) else kept).append(con)
     coldef.constraints = tuple(kept) or None
     out = [_stmt(_alter_one(relation, cmd), line, origin)]
     for con in moved:
-        if lint._contype(con) == ct.CONSTR_FOREIGN:
+        if lint._contype(con) == pg_enums.ConstrType.CONSTR_FOREIGN:
             con.fk_attrs = (pg_ast.String(sval=coldef.colname),)
         add = pg_ast.AlterTableCmd(subtype=pg_enums.AlterTableType.AT_AddConstraint, def_=con)
         out.extend(_fix_validated_constraint(relation, add, line, origin))
     return out
-
-
-def _validated_column_constraints(cmd) -> bool:
-    """True for ADD COLUMN carrying a CHECK or REFERENCES that would be checked on every row."""
-    if cmd.subtype != pg_enums.AlterTableType.AT_AddColumn:
-        return False
-    kinds = {lint._contype(con) for con in lint._constraints(cmd.def_)}
-    return bool(kinds & {pg_enums.ConstrType.CONSTR_CHECK, pg_enums.ConstrType.CONSTR_FOREIGN})
 
 
 def _fix_set_not_null(relation, cmd, line: int, origin: str) -> list:
@@ -224,7 +220,7 @@ def _fix_alter(node, rules: set, line: int, origin: str) -> list | None:
     changed = False
     for cmd in node.cmds or ():
         kind = lint._contype(cmd.def_) if cmd.subtype == att.AT_AddConstraint else None
-        if kind in (ct.CONSTR_FOREIGN, ct.CONSTR_CHECK) and not cmd.def_.skip_validation and \
+        if kind is not None and _checks_every_row(cmd.def_) and not cmd.def_.skip_validation and \
                 {"foreign-key-not-valid", "check-not-valid"} & rules:
             out.extend(_fix_validated_constraint(node.relation, cmd, line, origin))
             changed = True
@@ -232,7 +228,8 @@ def _fix_alter(node, rules: set, line: int, origin: str) -> list | None:
                 "add-unique-without-index" in rules:
             out.extend(_fix_unique(node.relation, cmd, line, origin))
             changed = True
-        elif _validated_column_constraints(cmd) and {"foreign-key-not-valid", "check-not-valid"} & rules:
+        elif cmd.subtype == att.AT_AddColumn and any(map(_checks_every_row, lint._constraints(cmd.def_))) \
+                and {"foreign-key-not-valid", "check-not-valid"} & rules:
             out.extend(_fix_column_constraints(node.relation, cmd, line, origin))
             changed = True
         elif cmd.subtype == att.AT_SetNotNull and "set-not-null" in rules:
