@@ -60,8 +60,8 @@ RULES = {
     "rewrite-table": (ERROR, "SET TABLESPACE / LOGGED / UNLOGGED / ACCESS METHOD rewrites the table"),
     "refresh-matview-non-concurrent": (ERROR, "REFRESH MATERIALIZED VIEW without CONCURRENTLY blocks reads"),
     "truncate": (ERROR, "TRUNCATE removes every row under ACCESS EXCLUSIVE"),
-    "unbounded-update": (ERROR, "UPDATE without WHERE rewrites every row in one transaction"),
-    "unbounded-delete": (ERROR, "DELETE without WHERE removes every row in one transaction"),
+    "unbounded-update": (ERROR, "UPDATE with no WHERE, or one naming no column, rewrites every row in one transaction"),
+    "unbounded-delete": (ERROR, "DELETE with no WHERE, or one naming no column, removes every row in one transaction"),
     "ignore-without-reason": (ERROR, "gradual:ignore needs a rule id and a reason"),
 }
 
@@ -497,13 +497,22 @@ def _rule_rename(node, ctx: Context) -> list:
     return []
 
 
+def _bounds_nothing(where) -> bool:
+    """True for a missing WHERE and for one that names no column (WHERE true, WHERE 1 = 1,
+    WHERE now() > '2020-01-01'): it keeps or drops every row alike. WHERE CURRENT OF is one row."""
+    kinds = {type(n).__name__ for n in _walk(where)}
+    return "ColumnRef" not in kinds and "CurrentOfExpr" not in kinds
+
+
 def _rule_dml(node, ctx: Context) -> list:
-    if node.whereClause is not None:
+    if not _bounds_nothing(node.whereClause):
         return []
     kind = "update" if type(node).__name__ == "UpdateStmt" else "delete"
+    where = ("with WHERE %s, which names no column," % _deparse(node.whereClause)
+             if node.whereClause is not None else "without WHERE")
     return [_finding("unbounded-%s" % kind,
-                     "%s on %s without WHERE touches every row in one transaction"
-                     % (kind.upper(), relname(node.relation)),
+                     "%s on %s %s touches every row in one transaction"
+                     % (kind.upper(), relname(node.relation), where),
                      "backfill in batches: %s ... WHERE id IN (SELECT id ... LIMIT 10000), repeated "
                      "until no row is left, each batch its own transaction" % kind.upper())]
 

@@ -168,6 +168,25 @@ def test_truncate_names_every_table_and_spares_new_ones():
     assert (finding.rule, finding.line) == ("truncate", 2) and "n, orders" in finding.message
 
 
+@pytest.mark.parametrize("sql, rule, shown", [
+    ("UPDATE t SET a = 0 WHERE true;", "unbounded-update", "WHERE TRUE"),
+    ("DELETE FROM t WHERE 1 = 1;", "unbounded-delete", "WHERE 1 = 1"),
+    ("UPDATE t SET a = 0 WHERE now() > '2020-01-01';", "unbounded-update", "WHERE now() > '2020-01-01'"),
+])
+def test_where_that_names_no_column_is_unbounded(sql, rule, shown):
+    finding, = lint.lint_text(sql)
+    assert finding.rule == rule and shown in finding.message and "names no column" in finding.message
+
+
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM t WHERE CURRENT OF c;",
+    "UPDATE t SET a = o.a FROM o WHERE o.id = t.id;",
+    "DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY id LIMIT 1000);",
+])
+def test_where_that_names_a_column_or_a_cursor_row_is_bounded(sql):
+    assert rules(sql) == set()
+
+
 def test_parse_error_names_file_and_line():
     with pytest.raises(lint.MigrationParseError) as info:
         lint.lint_text("SELECT 1;\n\nSELEC 2;\n", "bad.sql")
