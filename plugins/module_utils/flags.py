@@ -21,6 +21,8 @@ import re
 import tempfile
 
 BACKENDS = ("env_file", "postgres", "redis")
+# Every pattern here is used with fullmatch(): "$" alone also matches before a final newline, and
+# a name such as "FOO\n" would split into two broken lines of the env file.
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 KEY_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
@@ -38,10 +40,10 @@ class FlagError(ValueError):
 
 def validate_name(name, backend: str) -> None:
     if backend == "env_file":
-        if not isinstance(name, str) or not ENV_NAME_RE.match(name):
+        if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
             raise FlagError("flag name %r is not a valid environment variable name: use letters, "
                             "digits and _, not starting with a digit (e.g. USE_REDIS_CACHE)" % (name,))
-    elif not isinstance(name, str) or not KEY_NAME_RE.match(name):
+    elif not isinstance(name, str) or not KEY_NAME_RE.fullmatch(name):
         raise FlagError("flag name %r is not valid: use 1-128 characters from letters, digits and "
                         "_ . : - (e.g. use_redis_cache)" % (name,))
 
@@ -50,12 +52,28 @@ def validate_value(name: str, value, backend: str) -> None:
     if isinstance(value, bool) or isinstance(value, int):
         return
     if isinstance(value, str):
-        if backend != "postgres" and ("\n" in value or "\r" in value or "\x00" in value):
-            raise FlagError("flag %s: value %r contains a newline or NUL, which an environment "
-                            "variable cannot hold; use a single-line string" % (name, value))
+        bad = control_character(value)
+        if backend != "postgres" and bad is not None:
+            raise FlagError("flag %s: value %r contains the control character U+%04X (a newline, "
+                            "carriage return, NUL or another line or control character), which an "
+                            "env file line or an environment variable cannot hold; use a single line "
+                            "of printable text (tab is allowed)" % (name, value, ord(bad)))
+        if "\x00" in value:
+            raise FlagError("flag %s: value %r contains NUL (U+0000), which PostgreSQL text and "
+                            "jsonb cannot hold" % (name, value))
         return
     raise FlagError("flag %s: value %r has type %s; use a string, an integer or a boolean"
                     % (name, value, type(value).__name__))
+
+
+def control_character(text: str):
+    """The first character of TEXT that cannot sit in one env-file line (C0/C1 controls but tab,
+    DEL, and the Unicode line separators that str.splitlines() breaks on), or None."""
+    for char in text:
+        code = ord(char)
+        if (code < 0x20 and char != "\t") or 0x7f <= code <= 0x9f or char in "\u2028\u2029":
+            return char
+    return None
 
 
 def validate_flags(flags: dict, backend: str) -> None:
@@ -160,7 +178,7 @@ def render_env_value(value: str, like: str = "") -> str:
     can be, so an edit keeps the file's style and a restore gives back the same bytes."""
     if like[:1] == "'" and "'" not in value:
         return "'%s'" % value
-    if _SAFE_UNQUOTED_RE.match(value) and like[:1] != '"':
+    if _SAFE_UNQUOTED_RE.fullmatch(value) and like[:1] != '"':
         return value
     escaped = "".join("\\" + c if c in '"\\$`' else c for c in value)
     return '"%s"' % escaped
@@ -175,7 +193,7 @@ def read_env_file(path: str) -> tuple:
         return "", {}
     values = {}
     for line in text.splitlines():
-        match = _ENV_LINE_RE.match(line)
+        match = _ENV_LINE_RE.fullmatch(line)
         if match and not line.lstrip().startswith("#"):
             values[match.group("name")] = parse_env_value(match.group("value"))
     return text, values
@@ -188,7 +206,7 @@ def edit_env_text(text: str, desired: dict) -> str:
     lines = text.splitlines(keepends=True)
     last = {}
     for idx, line in enumerate(lines):
-        match = _ENV_LINE_RE.match(line.rstrip("\r\n"))
+        match = _ENV_LINE_RE.fullmatch(line.rstrip("\r\n"))
         if match and not line.lstrip().startswith("#"):
             last[match.group("name")] = idx
     drop = set()
@@ -199,7 +217,7 @@ def edit_env_text(text: str, desired: dict) -> str:
             drop.update(i for i, line in enumerate(lines) if _assigns(line, name))
             continue
         idx = last[name]
-        match = _ENV_LINE_RE.match(lines[idx].rstrip("\r\n"))
+        match = _ENV_LINE_RE.fullmatch(lines[idx].rstrip("\r\n"))
         if parse_env_value(match.group("value")) == value:
             continue
         ending = lines[idx][len(lines[idx].rstrip("\r\n")):] or "\n"
@@ -215,7 +233,7 @@ def edit_env_text(text: str, desired: dict) -> str:
 
 
 def _assigns(line: str, name: str) -> bool:
-    match = _ENV_LINE_RE.match(line.rstrip("\r\n"))
+    match = _ENV_LINE_RE.fullmatch(line.rstrip("\r\n"))
     return bool(match) and not line.lstrip().startswith("#") and match.group("name") == name
 
 
@@ -251,7 +269,7 @@ def write_atomic(path: str, text: str, new_mode: int) -> None:
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 def split_ident(name: str) -> tuple:
-    if not IDENT_RE.match(name or ""):
+    if not IDENT_RE.fullmatch(name or ""):
         raise FlagError("table name %r is not a plain SQL identifier: use name or schema.name "
                         "with letters, digits and _" % (name,))
     return tuple(name.split("."))

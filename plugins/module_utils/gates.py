@@ -33,7 +33,7 @@ def parse_duration(value, name: str) -> float:
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
-        match = _DURATION_RE.match(str(value))
+        match = _DURATION_RE.fullmatch(str(value))
         if not match:
             raise GateInputError("%s=%r is not a duration: give seconds (30) or a string like "
                                  "'500ms', '90s', '5m', '2h'" % (name, value))
@@ -50,7 +50,7 @@ def parse_size(value, name: str) -> int:
     if isinstance(value, (int, float)):
         size = float(value)
     else:
-        match = _SIZE_RE.match(str(value))
+        match = _SIZE_RE.fullmatch(str(value))
         if not match:
             raise GateInputError("%s=%r is not a size: give bytes (524288000) or a string like "
                                  "'500mb' (MiB), '500m' (10^6 bytes), '2gb'" % (name, value))

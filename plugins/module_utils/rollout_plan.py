@@ -28,6 +28,7 @@ STATUSES = ("running", "passed", "failed", "rolled_back")
 METRIC_OPS = ("<", "<=", ">", ">=", "==")
 # Numeric gate arguments that make no sense below zero.
 NON_NEGATIVE = ("duration", "interval", "requests", "concurrency", "min_samples", "timeout")
+# Used with fullmatch(): "$" alone also matches before a final newline ("one\n" is no stage name).
 STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 FLAG_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 SERIAL_PCT_RE = re.compile(r"^([0-9]{1,3})%$")
@@ -70,7 +71,7 @@ def _serial_problems(where: str, serial) -> list:
     for entry in serial:
         if _is_number(entry) and int(entry) == entry and entry > 0:
             continue
-        match = SERIAL_PCT_RE.match(str(entry)) if isinstance(entry, str) else None
+        match = SERIAL_PCT_RE.fullmatch(str(entry)) if isinstance(entry, str) else None
         if match and 0 < int(match.group(1)) <= 100:
             continue
         problems.append("%s: serial entry %r is neither a host count > 0 nor a percentage "
@@ -88,7 +89,7 @@ def plan_problems(plan) -> list:
         problems.append("baseline must be a mapping of flag name to value")
         baseline = {}
     for name in baseline:
-        if not FLAG_NAME_RE.match(str(name)):
+        if not FLAG_NAME_RE.fullmatch(str(name)):
             problems.append("baseline: flag name %r must be upper case letters, digits and _" % name)
     stages = plan.get("stages")
     if not isinstance(stages, list) or not stages:
@@ -101,7 +102,7 @@ def plan_problems(plan) -> list:
             continue
         name = stage.get("name")
         where = "stage %r" % name if name else "stage #%d" % (index + 1)
-        if not isinstance(name, str) or not STAGE_NAME_RE.match(name):
+        if not isinstance(name, str) or not STAGE_NAME_RE.fullmatch(name):
             problems.append("%s: name %r must match %s" % (where, name, STAGE_NAME_RE.pattern))
         elif name in seen:
             problems.append("stage name %r is used twice (stages #%d and #%d); stage names must be unique"
@@ -126,7 +127,7 @@ def plan_problems(plan) -> list:
                 problems.append("%s: %s.flags must be a mapping of flag name to value" % (where, kind))
                 continue
             for flag, value in flags.items():
-                if not FLAG_NAME_RE.match(str(flag)):
+                if not FLAG_NAME_RE.fullmatch(str(flag)):
                     problems.append("%s: flag name %r must be upper case letters, digits and _"
                                     % (where, flag))
                 if isinstance(value, (dict, list)) or value is None:
@@ -171,7 +172,7 @@ def plan_problems(plan) -> list:
             elif metric.get("gate") and metric["gate"] not in gates_by_stage[metric["stage"]]:
                 problems.append("metric %r: stage %r has no gate %r" % (mname, metric["stage"], metric["gate"]))
     for flag in plan.get("cleanup") or []:
-        if not FLAG_NAME_RE.match(str(flag)):
+        if not FLAG_NAME_RE.fullmatch(str(flag)):
             problems.append("cleanup: flag name %r must be upper case letters, digits and _" % (flag,))
     return problems
 

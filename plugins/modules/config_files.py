@@ -382,7 +382,7 @@ def prune_backups(dest: str, keep: int) -> list[str]:
     parent = os.path.dirname(dest)
     found = []
     for entry in os.scandir(parent):
-        match = name.match(entry.name)
+        match = name.fullmatch(entry.name)
         if match and entry.is_file(follow_symlinks=False):
             # the name's second first; the inode's change time (set when the copy was made) within it
             found.append((match.group(1), entry.stat(follow_symlinks=False).st_ctime_ns, entry.path))

@@ -168,7 +168,7 @@ def parse_env_text(text: str) -> dict[str, str]:
     for line in text.splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        m = ENV_LINE.match(line)
+        m = ENV_LINE.fullmatch(line)
         if not m:
             continue
         key, value = m.group(1), m.group(2)

@@ -219,6 +219,11 @@ def test_redis_password_is_not_logged(redis_server):
     ({"backend": "env_file", "flags": {"1BAD": 1}}, "'1BAD' is not a valid environment variable name"),
     ({"backend": "env_file", "flags": {"A": 1.5}}, "use a string, an integer or a boolean"),
     ({"backend": "env_file", "flags": {"A": "x\ny"}}, "newline"),
+    # a name ending in a newline passed "^...$": changed on every run, two broken lines written
+    ({"backend": "env_file", "flags": {"FOO\n": "1"}}, "'FOO\\n' is not a valid environment variable name"),
+    ({"backend": "env_file", "restore": {"present": {}, "absent": ["FOO\n"]}}, "'FOO\\n' is not a valid"),
+    ({"backend": "env_file", "flags": {"A": "x\x0by"}}, "flag A: value 'x\\x0by' contains the control character U+000B"),
+    ({"backend": "env_file", "flags": {"A": "x\u2028y"}}, "flag A: value"),
     ({"backend": "env_file", "flags": {}}, "flags is empty"),
     ({"backend": "env_file", "flags": {"A": 1}, "restore": {"present": {}}}, "mutually exclusive"),
     ({"backend": "env_file", "restore": {"backend": "redis", "present": {"A": "1"}, "absent": []}},

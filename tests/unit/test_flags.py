@@ -43,6 +43,43 @@ def test_values_must_be_scalar(value):
         F.validate_value("X", value, "postgres")
 
 
+@pytest.mark.parametrize("name", ["FOO\n", "FOO\r\n", "FOO\x00", "\nFOO", "FO\nO"])
+def test_env_names_with_a_control_character_rejected(name):
+    # "^...$" matched "FOO\n": the flag was written as two broken lines, again on every run
+    with pytest.raises(F.FlagError, match="environment variable name"):
+        F.validate_name(name, "env_file")
+
+
+@pytest.mark.parametrize("backend", ["postgres", "redis"])
+@pytest.mark.parametrize("name", ["use_x\n", "use_x\r\n", "use\x00x"])
+def test_key_names_with_a_control_character_rejected(backend, name):
+    with pytest.raises(F.FlagError, match="not valid"):
+        F.validate_name(name, backend)
+
+
+def test_table_name_with_a_final_newline_rejected():
+    with pytest.raises(F.FlagError, match="not a plain SQL identifier"):
+        F.split_ident("feature_flags\n")
+
+
+@pytest.mark.parametrize("backend", ["env_file", "redis"])
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\x1b", "\x7f", "\n", "\r", "\x00"])
+def test_control_characters_in_values_refused_naming_the_flag(backend, char):
+    # \x0b, \x0c, \x1c, \x85, \u2028 passed before and split the env file line on the next read
+    with pytest.raises(F.FlagError, match=r"flag USE_X: .*control character U\+%04X" % ord(char)):
+        F.validate_value("USE_X", "on" + char, backend)
+
+
+def test_tab_and_unicode_text_are_values():
+    F.validate_value("X", "a\tb", "env_file")
+    F.validate_value("X", "café ünïcode", "env_file")
+
+
+def test_nul_refused_in_postgres_values():
+    with pytest.raises(F.FlagError, match="flag X: .*NUL"):
+        F.validate_value("X", "a\x00b", "postgres")
+
+
 def test_newline_refused_outside_postgres():
     with pytest.raises(F.FlagError, match="newline"):
         F.validate_value("X", "a\nb", "env_file")

@@ -81,6 +81,21 @@ def test_each_bad_plan_is_named(mutate, expected):
     assert any(expected in p for p in problems), problems
 
 
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda p: p["stages"][0].update(name="one\n"), "name 'one\\n' must match"),
+    (lambda p: p["stages"][0]["actions"]["flags"].update({"USE_X\n": "true"}), "flag name 'USE_X\\n'"),
+    (lambda p: p["baseline"].update({"LIMIT\n": "1"}), "baseline: flag name 'LIMIT\\n'"),
+    (lambda p: p.update(cleanup=["USE_X\n"]), "cleanup: flag name 'USE_X\\n'"),
+    (lambda p: p["stages"][0].update(serial=["50%\n"]), "serial entry '50%\\n'"),
+])
+def test_a_final_newline_is_no_part_of_a_valid_name(mutate, expected):
+    # the patterns end in "$", which also matches before a final newline: full matches only
+    plan = good_plan()
+    mutate(plan)
+    problems = plan_problems(plan)
+    assert any(expected in p for p in problems), problems
+
+
 def rows(*entries):
     return [dict(id=i + 1, stage=s, status=st, finished_at=f) for i, (s, st, f) in enumerate(entries)]
 
