@@ -67,6 +67,8 @@ options:
   audit:
     description:
       - Record every change. Nothing is recorded when nothing changes or in check mode.
+      - Without it, a run that changes a flag warns; a check-mode run or one that changes nothing
+        does not.
     type: dict
     suboptions:
       file:
@@ -443,7 +445,9 @@ def main() -> None:
     runner = {"env_file": run_env_file, "postgres": run_postgres, "redis": run_redis}[backend]
     result = runner(module, desired)
     changed = bool(result["changes"])
-    if changed and not module.params["audit"]:
+    # Only a change actually made goes unrecorded: a check-mode run (the rollout's read-only
+    # snapshot) or a run that changes nothing has nothing to audit.
+    if changed and not module.check_mode and not module.params["audit"]:
         module.warn("feature_flag changed %d flag(s) without an audit destination; set audit.file "
                     "or audit.table to keep who/when/run id/old/new" % len(result["changes"]))
     out = dict(changed=changed, previous=result["previous"], current=result["current"],

@@ -99,6 +99,20 @@ def test_env_file_check_mode_changes_nothing(env_file, tmp_path):
     assert env_file.read_text() == ENV and not audit.exists()
 
 
+def test_a_read_without_audit_does_not_warn_of_an_unaudited_change(env_file):
+    # the rollout's snapshot step reads the flags in check mode: nothing changes, nothing to audit
+    args = {"backend": "env_file", "path": str(env_file), "flags": {"USE_REDIS_CACHE": True}}
+    read = run_module("feature_flag", args, check=True)
+    assert read["rc"] == 0 and read["changed"] is True, read
+    assert "audit" not in json.dumps(read.get("warnings", [])), read.get("warnings")
+    same = run_module("feature_flag", dict(args, flags={"USE_REDIS_CACHE": "false"}))
+    assert same["changed"] is False and "audit" not in json.dumps(same.get("warnings", []))
+    assert env_file.read_text() == ENV
+    real = run_module("feature_flag", args)
+    assert real["changed"] is True
+    assert "changed 1 flag(s) without an audit destination" in json.dumps(real.get("warnings", []))
+
+
 def test_env_file_created_with_mode(tmp_path):
     path = tmp_path / "new.env"
     res = run_module("feature_flag", {"backend": "env_file", "path": str(path), "mode": "0600",
