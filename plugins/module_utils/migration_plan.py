@@ -209,8 +209,14 @@ def _fix_unique(relation, cmd, line: int, origin: str) -> list:
                              unique=True, concurrent=True)
     using = pg_ast.Constraint(contype=con.contype, conname=name, indexname=name)
     add = pg_ast.AlterTableCmd(subtype=pg_enums.AlterTableType.AT_AddConstraint, def_=using)
-    return [_stmt(index, line, origin, index_name=_qualified(relation.schemaname, name)),
-            _stmt(_alter_one(relation, add), line, origin)]
+    out = [_stmt(index, line, origin, index_name=_qualified(relation.schemaname, name))]
+    if lint._contype(con) == pg_enums.ConstrType.CONSTR_PRIMARY:
+        # PRIMARY KEY USING INDEX sets NOT NULL on the keys: validate a CHECK first so it skips the scan
+        for key in con.keys or ():
+            out.extend(_fix_set_not_null(relation, pg_ast.AlterTableCmd(
+                subtype=pg_enums.AlterTableType.AT_SetNotNull, name=key.sval,
+                behavior=pg_enums.DropBehavior.DROP_RESTRICT), line, origin))
+    return out + [_stmt(_alter_one(relation, add), line, origin)]
 
 
 def _fix_alter(node, rules: set, line: int, origin: str) -> list | None:
@@ -269,7 +275,8 @@ def _fix_reindex(node, rules: set, line: int, origin: str) -> list | None:
     rot = pg_enums.ReindexObjectType
     if node.kind not in (rot.REINDEX_OBJECT_INDEX, rot.REINDEX_OBJECT_TABLE):
         return None
-    node.params = tuple(node.params or ()) + (pg_ast.DefElem(defname="concurrently"),)
+    kept = tuple(opt for opt in node.params or () if opt.defname != "concurrently")  # (CONCURRENTLY false)
+    node.params = kept + (pg_ast.DefElem(defname="concurrently"),)
     return [_stmt(node, line, origin)]
 
 
@@ -288,8 +295,7 @@ def _as_written(stmt: lint.Statement) -> PlannedStatement:
     name = None
     if stmt.kind == "IndexStmt" and node.concurrent and node.idxname:
         name = _qualified(node.relation.schemaname, node.idxname)
-    isolated = stmt.kind == "AlterTableStmt" and all(
-        cmd.subtype == pg_enums.AlterTableType.AT_ValidateConstraint for cmd in node.cmds or ())
+    isolated = lint.runs_alone(node) and not lint.is_concurrent(node)
     drop_index = stmt.kind == "DropStmt" and bool(node.concurrent)
     return PlannedStatement(sql=stmt.sql.rstrip().rstrip(";").rstrip(), lock=lint.lock_of(node),
                             line=stmt.line, concurrent=lint.is_concurrent(node), isolated=isolated,
@@ -298,7 +304,7 @@ def _as_written(stmt: lint.Statement) -> PlannedStatement:
 
 
 # --------------------------------------------------------------------------- planning
-def _relint(planned: list, origins: list, path: str) -> list:
+def _relint(planned: list, origins: list, path: str, catalog=None) -> list:
     """Lint the statements as they will run; ignores of the original statement carry over."""
     statements = []
     for item, origin in zip(planned, origins):
@@ -307,13 +313,18 @@ def _relint(planned: list, origins: list, path: str) -> list:
             stmt.line = item.line
             stmt.ignores = dict(origin.ignores)
         statements.extend(parsed)
-    return lint.lint_statements(statements, path)
+    return lint.lint_statements(statements, path, catalog)
 
 
-def plan_text(text: str, path: str, autofix: bool = False) -> FilePlan:
-    """Plan one migration file: its findings, what runs (rewritten when AUTOFIX) and the steps."""
+def plan_text(text: str, path: str, autofix: bool = False, catalog=None) -> FilePlan:
+    """Plan one migration file: its findings, what runs (rewritten when AUTOFIX) and the steps.
+
+    The verdict is the linter's on the statements as they will run, so the CLI and pg_migrate agree
+    on every file: BEGIN/COMMIT are dropped here and the linter judges a file as one transaction
+    already. With a lint.Catalog (pg_migrate's connection), type changes, SET NOT NULL and primary
+    keys are judged on the live columns; the catalog then forgets the tables this file changes."""
     statements = lint.split_statements(text, path)
-    findings = lint.lint_statements(statements, path)
+    findings = lint.lint_statements(statements, path, catalog)
     planned: list = []
     origins: list = []
     dropped: list = []
@@ -328,8 +339,12 @@ def plan_text(text: str, path: str, autofix: bool = False) -> FilePlan:
         items = fixed if fixed is not None else [_as_written(stmt)]
         planned.extend(items)
         origins.extend([stmt] * len(items))
-    after = _relint(planned, origins, path)
-    blocking = [f for f in lint.active(after) if f.severity == lint.ERROR]
+    after = _relint(planned, origins, path, catalog)
+    # an ignore comment without a reason is the file's fault whatever runs
+    blocking = [f for f in lint.active(findings) if f.rule == "ignore-without-reason"]
+    blocking.extend(f for f in lint.active(after) if f.severity == lint.ERROR)
+    if catalog is not None:
+        catalog.forget(lint.changed_tables(statements))
     return FilePlan(path=path, statements=planned, findings=findings, blocking=blocking,
                     steps=group_steps(planned), dropped=dropped)
 
@@ -345,9 +360,9 @@ def _runner_owned(stmt: lint.Statement) -> bool:
     return stmt.kind == "VariableSetStmt" and (stmt.node.name or "").lower() in RUNNER_SETTINGS
 
 
-def plan_file(path: str, autofix: bool = False) -> FilePlan:
+def plan_file(path: str, autofix: bool = False, catalog=None) -> FilePlan:
     with open(path, encoding="utf-8") as handle:
-        return plan_text(handle.read(), path, autofix)
+        return plan_text(handle.read(), path, autofix, catalog)
 
 
 def group_steps(planned: list) -> list[Step]:

@@ -35,14 +35,14 @@ CASES = {
     "add-column-not-null-no-default": ("ALTER TABLE t ADD COLUMN s text NOT NULL;",
                                        "ALTER TABLE t ADD COLUMN s text NOT NULL DEFAULT 'new';"),
     "alter-column-type": ("ALTER TABLE t ALTER COLUMN a TYPE bigint;",
-                          "ALTER TABLE t ALTER COLUMN a SET DEFAULT 0;"),
+                          "ALTER TABLE t ADD COLUMN a varchar(20);\nALTER TABLE t ALTER COLUMN a TYPE varchar(64);"),
     "add-unique-without-index": ("ALTER TABLE t ADD CONSTRAINT t_a_key UNIQUE (a);",
                                  "ALTER TABLE t ADD CONSTRAINT t_a_key UNIQUE USING INDEX t_a_key;"),
     "rename-column": ("ALTER TABLE t RENAME COLUMN a TO b;", "ALTER TABLE t ADD COLUMN b int;"),
     "rename-table": ("ALTER TABLE t RENAME TO t2;", "CREATE VIEW t2 AS SELECT * FROM t;"),
     "drop-column": ("ALTER TABLE t DROP COLUMN a;", "ALTER TABLE t ALTER COLUMN a DROP NOT NULL;"),
     "drop-table": ("DROP TABLE t;", "CREATE TABLE n (id int); DROP TABLE n;"),
-    "vacuum-full": ("VACUUM FULL t;", "VACUUM (ANALYZE) t;"),
+    "vacuum-full": ("VACUUM FULL t;", "VACUUM (FULL false, ANALYZE) t;"),
     "cluster": ("CLUSTER t USING i;", "ANALYZE t;"),
     "lock-table": ("LOCK TABLE t IN ACCESS EXCLUSIVE MODE;", "SELECT 1 FROM t LIMIT 1;"),
     "detach-partition-non-concurrent": ("ALTER TABLE p DETACH PARTITION p1;",
@@ -54,7 +54,22 @@ CASES = {
                                        "REFRESH MATERIALIZED VIEW CONCURRENTLY mv;"),
     "truncate": ("TRUNCATE t;", "CREATE TABLE scratch (id int); TRUNCATE scratch;"),
     "unbounded-update": ("UPDATE t SET a = 0;", "UPDATE t SET a = 0 WHERE id BETWEEN 1 AND 10000;"),
+    # (the unsafe cases of a WHERE that every row matches are in test_backfill_of_a_new_column_*)
     "unbounded-delete": ("DELETE FROM t;", "DELETE FROM t WHERE created_at < now() - interval '1 year';"),
+    "drop-database": ("DROP DATABASE app;", "CREATE DATABASE app_archive;"),
+    "alter-domain-constraint": ("ALTER DOMAIN positive ADD CONSTRAINT gt0 CHECK (VALUE > 0);",
+                                "ALTER DOMAIN positive ADD CONSTRAINT gt0 CHECK (VALUE > 0) NOT VALID;"),
+    "rename-enum-value": ("ALTER TYPE status RENAME VALUE 'new' TO 'open';", "ALTER TYPE status ADD VALUE 'open';"),
+    "rename-schema": ("ALTER SCHEMA shop RENAME TO store;", "CREATE SCHEMA store;"),
+    "set-schema": ("ALTER TABLE orders SET SCHEMA archive;",
+                   "CREATE TABLE scratch (id int); ALTER TABLE scratch SET SCHEMA archive;"),
+    "rename-view": ("ALTER VIEW v RENAME TO v2;", "CREATE VIEW v2 AS SELECT * FROM v;"),
+    "access-exclusive-held": ("ALTER TABLE orders ADD COLUMN c int;\nSELECT count(*) FROM orders;",
+                              "SELECT count(*) FROM orders;\nALTER TABLE orders ADD COLUMN c int;"),
+    "primary-key-nullable": ("ALTER TABLE orders ADD CONSTRAINT orders_pkey PRIMARY KEY USING INDEX orders_id;",
+                             "ALTER TABLE orders ADD COLUMN k bigint NOT NULL DEFAULT 0;\n"
+                             "CREATE UNIQUE INDEX CONCURRENTLY orders_k ON orders (k);\n"
+                             "ALTER TABLE orders ADD CONSTRAINT orders_pkey PRIMARY KEY USING INDEX orders_k;"),
     "ignore-without-reason": ("-- gradual:ignore drop-column\nALTER TABLE t DROP COLUMN a;",
                               "-- gradual:ignore drop-column app 41 stopped reading t.a\n"
                               "ALTER TABLE t DROP COLUMN a;"),
@@ -265,3 +280,150 @@ def test_cli_warnings_only_exit_zero(tmp_path):
 def test_example_app_migrations_are_clean():
     out = run_cli(str(ROOT / "examples" / "app" / "migrations"))
     assert out.returncode == 0, out.stdout
+
+
+# --------------------------------------------------------------------------- issue 25
+@pytest.mark.parametrize("sql", ["VACUUM (FULL false) t;", "VACUUM (FULL off) t;", "VACUUM (FULL 0, VERBOSE) t;"])
+def test_vacuum_full_switched_off_is_plain_vacuum(sql):
+    stmt, = lint.split_statements(sql)
+    assert rules(sql) == set() and lint.lock_of(stmt.node) == "SHARE UPDATE EXCLUSIVE"
+
+
+@pytest.mark.parametrize("sql", ["VACUUM (FULL) t;", "VACUUM (FULL true) t;", "VACUUM (FULL on) t;", "VACUUM (FULL 1) t;"])
+def test_vacuum_full_switched_on_is_flagged(sql):
+    assert rules(sql) == {"vacuum-full"}
+
+
+def test_reindex_concurrently_false_is_not_concurrent():
+    assert rules("REINDEX (CONCURRENTLY false) INDEX i;") == {"reindex-non-concurrent"}
+
+
+@pytest.mark.parametrize("old, new, timezone, verdict", [
+    ("varchar(20)", "varchar(50)", None, "none"),
+    ("varchar(20)", "text", None, "none"),
+    ("varchar(20)", "varchar", None, "none"),
+    ("text", "varchar", None, "none"),
+    ("varchar(50)", "varchar(20)", None, "rewrite"),
+    ("text", "varchar(20)", None, "rewrite"),
+    ("numeric(10,2)", "numeric(12,2)", None, "none"),
+    ("numeric(10)", "numeric(12)", None, "none"),
+    ("numeric(10,2)", "numeric", None, "none"),
+    ("numeric(10,2)", "numeric(12,3)", None, "rewrite"),
+    ("numeric(10,2)", "numeric(8,2)", None, "rewrite"),
+    ("numeric", "numeric(12,2)", None, "rewrite"),
+    ("cidr", "inet", None, "none"),
+    ("inet", "cidr", None, "rewrite"),
+    ("timestamp", "timestamptz", None, "timezone"),
+    ("timestamp", "timestamp with time zone", "UTC", "none"),
+    ("timestamptz", "timestamp", "Etc/UTC", "none"),
+    ("timestamp", "timestamptz", "Europe/Paris", "rewrite"),
+    ("int", "bigint", "UTC", "rewrite"),
+    ("int[]", "int", None, "rewrite"),
+    ("character varying(20)", "character varying(20)", None, "none"),
+])
+def test_type_change_verdicts(old, new, timezone, verdict):
+    assert lint.type_change(lint.parse_type(old), lint.parse_type(new), timezone) == verdict
+
+
+@pytest.mark.parametrize("column, new", [
+    ("a varchar(20)", "varchar(64)"), ("a varchar(20)", "text"), ("a numeric(10,2)", "numeric(14,2)"),
+    ("a cidr", "inet"), ("a timestamp", "timestamptz"),
+])
+def test_type_change_known_from_the_file_without_rewrite_is_quiet(column, new):
+    sql = "SET TimeZone = 'UTC';\nALTER TABLE t ADD COLUMN %s;\nALTER TABLE t ALTER COLUMN a TYPE %s;" % (column, new)
+    assert rules(sql) == set()
+
+
+def test_type_change_known_from_the_file_that_rewrites_names_the_old_type():
+    finding, = lint.lint_text("ALTER TABLE t ADD COLUMN a varchar(50);\nALTER TABLE t ALTER COLUMN a TYPE varchar(10);")
+    assert finding.rule == "alter-column-type" and finding.severity == "error"
+    assert "t.a TYPE varchar(10) rewrites t" in finding.message and "from varchar(50)" in finding.message
+
+
+def test_type_change_without_the_old_type_says_what_it_needs():
+    finding, = lint.lint_text("ALTER TABLE t ALTER COLUMN a TYPE varchar(64);")
+    assert finding.severity == "error" and "current type of a is unknown" in finding.message
+    assert "--dsn" in finding.message
+
+
+def test_timestamp_to_timestamptz_needs_the_session_timezone():
+    sql = "ALTER TABLE t ADD COLUMN ts timestamp;\n%sALTER TABLE t ALTER COLUMN ts TYPE timestamptz;"
+    finding, = lint.lint_text(sql % "")
+    assert "TimeZone is unknown" in finding.message and "SET TimeZone = 'UTC'" in finding.suggestion
+    assert rules(sql % "SET TIME ZONE 'Europe/Paris';\n") == {"alter-column-type"}
+    assert rules(sql % "SET TimeZone = 'UTC';\n") == set()
+
+
+def test_type_change_with_using_is_a_rewrite_even_when_known():
+    sql = "ALTER TABLE t ADD COLUMN a varchar(5);\nALTER TABLE t ALTER COLUMN a TYPE text USING lower(a);"
+    finding, = lint.lint_text(sql)
+    assert "USING lower(a) rewrites t" in finding.message
+
+
+@pytest.mark.parametrize("where", ["c IS NULL", "c IS NULL AND true", "c IS NULL OR id < 10", "t.c IS NULL"])
+def test_backfill_of_a_new_column_that_matches_every_row(where):
+    sql = "ALTER TABLE t ADD COLUMN c int;\nUPDATE t SET c = 0 WHERE %s;" % where
+    findings = [f for f in lint.lint_text(sql) if f.rule == "unbounded-update"]
+    assert len(findings) == 1 and "which every row matches (c added in this file" in findings[0].message
+
+
+@pytest.mark.parametrize("sql", [
+    "ALTER TABLE t ADD COLUMN c int DEFAULT 0;\nUPDATE t SET c = 1 WHERE c IS NULL;",  # default fills the rows
+    "ALTER TABLE t ADD COLUMN c int;\nUPDATE t SET c = 0 WHERE c IS NULL AND id BETWEEN 1 AND 10000;",
+    "ALTER TABLE t ADD COLUMN c int;\nUPDATE u SET c = 0 WHERE c IS NULL;",  # another table's c
+    "UPDATE t SET c = 0 WHERE c IS NULL;",  # an old column: some rows may hold a value
+])
+def test_backfill_bounded_by_a_column_is_not_unbounded(sql):
+    assert "unbounded-update" not in rules(sql)
+
+
+def test_access_exclusive_is_held_through_later_statements():
+    sql = ("ALTER TABLE orders ADD COLUMN c int;\nINSERT INTO orders_copy SELECT * FROM orders WHERE id < 10;\n"
+           "UPDATE accounts SET n = 1 WHERE id = 1;\nINSERT INTO log VALUES (1);\nSELECT 1;")
+    held = [f for f in lint.lint_text(sql) if f.rule == "access-exclusive-held"]
+    assert [f.line for f in held] == [2, 3]
+    assert "rows of orders while the ACCESS EXCLUSIVE lock on orders taken at line 1" in held[0].message
+    assert "rows of accounts" in held[1].message and "next migration file" in held[0].suggestion
+
+
+@pytest.mark.parametrize("sql", [
+    # a statement that runs alone ends the transaction
+    "ALTER TABLE orders ADD COLUMN c int;\nCREATE INDEX CONCURRENTLY i ON orders (c);\nSELECT count(*) FROM orders;",
+    "ALTER TABLE orders ADD CONSTRAINT c CHECK (a > 0) NOT VALID;\nALTER TABLE orders VALIDATE CONSTRAINT c;\n"
+    "SELECT count(*) FROM orders;",
+    # a new table's lock and rows hurt nobody
+    "CREATE TABLE n (id int);\nALTER TABLE n ADD COLUMN c int;\nUPDATE n SET c = 1;",
+    "ALTER TABLE orders ADD COLUMN c int;\nCREATE TABLE n (id int);\nINSERT INTO n VALUES (1);\nSELECT * FROM n;",
+    # weaker locks are not ACCESS EXCLUSIVE
+    "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u (id) NOT VALID;\nSELECT count(*) FROM orders;",
+])
+def test_access_exclusive_held_quiet_when_the_lock_is_gone_or_harmless(sql):
+    assert "access-exclusive-held" not in rules(sql)
+
+
+def test_begin_commit_do_not_end_pg_migrate_transaction():
+    sql = "BEGIN;\nALTER TABLE orders ADD COLUMN c int;\nCOMMIT;\nBEGIN;\nSELECT count(*) FROM orders;\nCOMMIT;"
+    assert "access-exclusive-held" in rules(sql)
+
+
+def test_primary_key_using_index_columns_known_not_null_in_the_file():
+    base = "CREATE UNIQUE INDEX CONCURRENTLY orders_k ON orders (k);\n"
+    pk = "ALTER TABLE orders ADD CONSTRAINT orders_pkey PRIMARY KEY USING INDEX orders_k;"
+    assert "primary-key-nullable" in rules("ALTER TABLE orders ADD COLUMN k bigint;\n" + base + pk)
+    validated = ("ALTER TABLE orders ADD CONSTRAINT k_nn CHECK (k IS NOT NULL) NOT VALID;\n"
+                 "ALTER TABLE orders VALIDATE CONSTRAINT k_nn;\n")
+    assert rules(validated + base + pk) == set()
+    assert rules("ALTER TABLE orders ALTER COLUMN k SET NOT NULL;\n" + base + pk) == {"set-not-null"}
+    finding, = lint.lint_text(pk)
+    assert "--dsn" in finding.message and "NOT NULL first" in finding.suggestion
+
+
+def test_concurrently_in_a_transaction_block_is_a_warning():
+    finding, = lint.lint_text("BEGIN;\nCREATE INDEX CONCURRENTLY i ON t (a);\nCOMMIT;")
+    assert (finding.rule, finding.severity) == ("concurrently-in-transaction", "warning")
+    assert "pg_migrate drops the BEGIN/COMMIT" in finding.message
+
+
+def test_down_file_may_rename_back():
+    sql = "ALTER VIEW v2 RENAME TO v;\nALTER SCHEMA store RENAME TO shop;\nALTER TABLE a.t SET SCHEMA public;"
+    assert rules(sql, "002_x.down.sql") == set()

@@ -118,3 +118,24 @@ def test_file_timeouts_cannot_undo_the_ladder():
                         "ALTER TABLE t ADD COLUMN c int;", "x.up.sql")
     assert plan.dropped == ["SET lock_timeout = 0", "SET statement_timeout TO '1h'"]
     assert sqls(plan) == ["SET search_path = app", "ALTER TABLE t ADD COLUMN c int"]
+
+
+def test_autofix_primary_key_validates_not_null_before_using_the_index():
+    plan = mp.plan_text("ALTER TABLE t ADD PRIMARY KEY (id);", "x.up.sql", autofix=True)
+    assert sqls(plan) == ["CREATE UNIQUE INDEX CONCURRENTLY t_pkey ON t (id)",
+                          "ALTER TABLE t ADD CONSTRAINT t_id_not_null CHECK (id IS NOT NULL) NOT VALID",
+                          "ALTER TABLE t VALIDATE CONSTRAINT t_id_not_null",
+                          "ALTER TABLE t ALTER COLUMN id SET NOT NULL",
+                          "ALTER TABLE t DROP CONSTRAINT t_id_not_null",
+                          "ALTER TABLE t ADD CONSTRAINT t_pkey PRIMARY KEY USING INDEX t_pkey"]
+    assert plan.blocking == []
+
+
+def test_autofix_reindex_concurrently_false_becomes_concurrent():
+    plan = mp.plan_text("REINDEX (CONCURRENTLY false) INDEX i;", "x.up.sql", autofix=True)
+    assert sqls(plan) == ["REINDEX (CONCURRENTLY) INDEX i"] and plan.blocking == []
+
+
+def test_ignore_without_reason_blocks_whatever_runs():
+    plan = mp.plan_text("-- gradual:ignore no-such-rule because\nSELECT 1;", "x.up.sql")
+    assert [f.rule for f in plan.blocking] == ["ignore-without-reason"]
