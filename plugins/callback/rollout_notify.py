@@ -81,6 +81,8 @@ def summary(event: dict) -> str:
     if kind in ("start", "resume"):
         text = "%s stage %s of %s %s by %s" % (ICONS[kind], stage, plan,
                                                "started" if kind == "start" else "resumed", who)
+        if event.get("superseded"):
+            text += " (a passed stage run again: %s superseded, to run again after it)" % ", ".join(event["superseded"])
     elif kind == "batch":
         hosts = ", ".join(event.get("hosts") or [])
         text = "%s stage %s of %s: batch done on %s" % (ICONS[kind], stage, plan, hosts)

@@ -22,10 +22,12 @@ def _bool(value) -> bool:
     return bool(value)
 
 
-def rollout_next_stage(plan, rows, requested=None, ignore_bake=False, bake_scale=1.0, now=None):
+def rollout_next_stage(plan, rows, requested=None, ignore_bake=False, bake_scale=1.0, now=None,
+                       rerun_passed=False):
     try:
         return next_stage(plan, rows, now=now, requested=requested or None,
-                          ignore_bake=_bool(ignore_bake), bake_scale=float(bake_scale))
+                          ignore_bake=_bool(ignore_bake), bake_scale=float(bake_scale),
+                          rerun_passed=_bool(rerun_passed))
     except (KeyError, TypeError, ValueError) as exc:
         raise AnsibleFilterError("rollout_next_stage: %s" % exc) from exc
 

@@ -13,7 +13,7 @@ Pure Python, no Ansible import: used by the filter plugin on the controller and 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from ansible_collections.gradual.rollout.plugins.module_utils.migration_runner import ladder_problems
 
@@ -24,7 +24,9 @@ ACTION_KEYS = ("flags", "migrate", "lint")
 MIGRATE_OPTIONS = ("target", "autofix", "backup", "lock_timeout_ms", "lock_timeout_max_ms", "lock_timeout_factor",
                    "lock_retries", "retry_sleep_ms", "concurrent_lock_timeout_ms", "blocker_wait_s",
                    "cancel_autovacuum", "session_settings")
-STATUSES = ("running", "passed", "failed", "rolled_back")
+# superseded: the stage had passed, then an earlier stage was run again on request
+# (rollout_rerun_passed) and put back its own flags or migration target over this stage's.
+STATUSES = ("running", "passed", "failed", "rolled_back", "superseded")
 METRIC_OPS = ("<", "<=", ">", ">=", "==")
 # Numeric gate arguments that make no sense below zero.
 NON_NEGATIVE = ("duration", "interval", "requests", "concurrency", "min_samples", "timeout")
@@ -212,12 +214,48 @@ def latest_by_stage(rows) -> dict:
     return latest
 
 
+def _touches(stage: dict) -> set:
+    """What applying STAGE overwrites on the hosts and in the database: its flag names, and
+    "(migration)" when it migrates (pg_migrate to its target runs the down files of later versions)."""
+    actions = stage.get("actions") or {}
+    touched = set(actions.get("flags") or {})
+    if actions.get("migrate"):
+        touched.add("(migration)")
+    return touched
+
+
+def superseded_by(plan: dict, rows, index: int) -> list:
+    """The later stages whose passed state a re-run of stage INDEX would make untrue: those that set
+    a flag (or migrate) it sets again - and, in turn, those that set what these will set again
+    when they run once more. Stages that touch none of it keep their state."""
+    stages = plan["stages"]
+    latest = latest_by_stage(rows)
+    touched = _touches(stages[index])
+    out = []
+    for later in stages[index + 1:]:
+        theirs = _touches(later)
+        if touched & theirs:
+            touched |= theirs
+            if (latest.get(later["name"]) or {}).get("status") == "passed":
+                out.append(later["name"])
+    return out
+
+
+def _choice(stage=None, index=None, reason="", done=False, refuse=False, wait_seconds=0, due_at=None,
+            supersedes=()) -> dict:
+    return dict(stage=stage, index=index, done=done, refuse=refuse, reason=reason,
+                wait_seconds=wait_seconds, due_at=due_at, supersedes=list(supersedes))
+
+
 def next_stage(plan: dict, rows, now=None, requested: str | None = None,
-               ignore_bake: bool = False, bake_scale: float = 1.0) -> dict:
+               ignore_bake: bool = False, bake_scale: float = 1.0, rerun_passed: bool = False) -> dict:
     """Decide which stage runs now.
 
-    Returns ``{stage, index, done, refuse, reason, wait_seconds, due_at}``. ``refuse`` is true
-    when a stage exists but may not run yet (bake time, or an earlier stage not passed).
+    Returns ``{stage, index, done, refuse, reason, wait_seconds, due_at, supersedes}``. ``refuse``
+    is true when a stage exists but may not run yet (bake time, an earlier stage not passed, or a
+    requested stage that has passed already and RERUN_PASSED is not given). ``supersedes`` names
+    the later stages a re-run of a passed stage overwrites: the caller marks them superseded
+    before anything changes, so the state never claims flags the hosts no longer have.
     """
     now = _parse_time(now) or datetime.now(timezone.utc)
     stages = plan["stages"]
@@ -225,43 +263,56 @@ def next_stage(plan: dict, rows, now=None, requested: str | None = None,
     names = [s["name"] for s in stages]
     if requested:
         if requested not in names:
-            return dict(stage=None, index=None, done=False, refuse=True, wait_seconds=0, due_at=None,
-                        reason="stage %r is not in the plan; stages: %s" % (requested, ", ".join(names)))
+            return _choice(refuse=True, reason="stage %r is not in the plan; stages: %s"
+                           % (requested, ", ".join(names)))
         index = names.index(requested)
         for earlier in names[:index]:
             if (latest.get(earlier) or {}).get("status") != "passed":
-                return dict(stage=stages[index], index=index, done=False, refuse=True, wait_seconds=0,
-                            due_at=None, reason="stage %r cannot run before stage %r has passed (it is %s)"
-                            % (requested, earlier, (latest.get(earlier) or {}).get("status", "not started")))
+                return _choice(stages[index], index, refuse=True,
+                               reason="stage %r cannot run before stage %r has passed (it is %s)"
+                               % (requested, earlier, (latest.get(earlier) or {}).get("status", "not started")))
+        if (latest.get(requested) or {}).get("status") == "passed":
+            # never a silent re-apply: a passed stage runs again only by its own override
+            supersedes = superseded_by(plan, rows, index)
+            if not rerun_passed:
+                return _choice(stages[index], index, refuse=True, supersedes=supersedes,
+                               reason=_passed_reason(requested, latest[requested], supersedes))
+            return _choice(stages[index], index, supersedes=supersedes,
+                           reason="stage %r had passed and runs again by request (rollout_rerun_passed); %s"
+                           % (requested, "later stages marked superseded, to run again after it: %s"
+                              % ", ".join(supersedes) if supersedes else "no later stage sets what it sets"))
     else:
         index = next((i for i, n in enumerate(names) if (latest.get(n) or {}).get("status") != "passed"), None)
         if index is None:
-            return dict(stage=None, index=None, done=True, refuse=False, wait_seconds=0, due_at=None,
-                        reason="every stage of the plan has passed")
+            return _choice(done=True, reason="every stage of the plan has passed")
     stage = stages[index]
     if index == 0 or ignore_bake:
-        return dict(stage=stage, index=index, done=False, refuse=False, wait_seconds=0, due_at=None,
-                    reason="bake time ignored by request" if ignore_bake and index else "first stage")
+        return _choice(stage, index, reason="bake time ignored by request" if ignore_bake and index else "first stage")
     previous = latest.get(names[index - 1]) or {}
     finished = _parse_time(previous.get("finished_at"))
     bake_seconds = float(stage.get("bake_hours", 0)) * 3600.0 * float(bake_scale)
-    if finished is None:
-        wait = 0.0
-    else:
-        wait = bake_seconds - (now - finished).total_seconds()
-    due_at = None
-    if finished is not None:
-        from datetime import timedelta
-        due_at = (finished + timedelta(seconds=bake_seconds)).isoformat()
+    wait = 0.0 if finished is None else bake_seconds - (now - finished).total_seconds()
+    due_at = None if finished is None else (finished + timedelta(seconds=bake_seconds)).isoformat()
     if wait > 0:
-        return dict(stage=stage, index=index, done=False, refuse=True, wait_seconds=int(wait + 0.999),
-                    due_at=due_at,
-                    reason="stage %r is not due: stage %r passed at %s and needs %s h of bake time; "
-                    "due at %s (override with -e rollout_ignore_bake=true or -e rollout_bake_scale=0)"
-                    % (stage["name"], names[index - 1], previous.get("finished_at"),
-                       stage.get("bake_hours", 0), due_at))
-    return dict(stage=stage, index=index, done=False, refuse=False, wait_seconds=0, due_at=due_at,
-                reason="due: bake time of %s h after %r has elapsed" % (stage.get("bake_hours", 0), names[index - 1]))
+        return _choice(stage, index, refuse=True, wait_seconds=int(wait + 0.999), due_at=due_at,
+                       reason="stage %r is not due: stage %r passed at %s and needs %s h of bake time; "
+                       "due at %s (override with -e rollout_ignore_bake=true or -e rollout_bake_scale=0)"
+                       % (stage["name"], names[index - 1], previous.get("finished_at"),
+                          stage.get("bake_hours", 0), due_at))
+    return _choice(stage, index, due_at=due_at,
+                   reason="due: bake time of %s h after %r has elapsed" % (stage.get("bake_hours", 0), names[index - 1]))
+
+
+def _passed_reason(name: str, row: dict, supersedes: list) -> str:
+    later = ("it would put its flags back over what later stages set (%s), while the state still "
+             "showed them passed" % ", ".join(supersedes)) if supersedes else \
+        "it would apply its flags again"
+    return ("stage %r has already passed (finished %s); nothing was changed: running it again is not "
+            "a resume, %s. -e rollout_ignore_bake=true only skips bake time. To run it again on "
+            "purpose add -e rollout_rerun_passed=true: the stage is applied again and %s"
+            % (name, row.get("finished_at") or "-", later,
+               "the later stages %s are marked superseded, so status and the next run apply them again"
+               % ", ".join(supersedes) if supersedes else "no later stage needs to run again"))
 
 
 def status_table(plan: dict, rows) -> list:

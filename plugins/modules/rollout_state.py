@@ -15,7 +15,8 @@ description:
   - O(operation=read) returns every row of a plan and the latest row per stage. It reads even in
     check mode and returns nothing (no failure) when the schema does not exist yet.
   - O(operation=start) resumes the stage's row left C(running) by an interrupted run, or inserts a
-    new one. O(operation=progress) records a finished batch. O(operation=finish) closes the row as
+    new one. With O(supersede), the latest row of each named stage, when C(passed), becomes
+    C(superseded) in the same transaction (an earlier stage runs again and overwrites what they set). O(operation=progress) records a finished batch. O(operation=finish) closes the row as
     C(passed), C(failed) or C(rolled_back).
   - O(operation=reset) deletes every row of the plan (a lab or a demo starting over); the rows are
     returned as RV(rows) for the record.
@@ -37,6 +38,15 @@ options:
   stage:
     description: Stage name. Required for O(operation=start).
     type: str
+  supersede:
+    description:
+      - With O(operation=start), stages whose latest row, when C(passed), is marked C(superseded)
+        before anything changes, with a reason naming O(stage) (the stage run again). A later
+        O(operation=read) and the next stage choice treat them as not passed, so they run again.
+      - Stages not passed (or without a row) are left as they are.
+    type: list
+    elements: str
+    default: []
   run_id:
     description: Row id returned by O(operation=start). Required for O(operation=progress) and O(operation=finish).
     type: int
@@ -72,7 +82,9 @@ attributes:
     support: full
     details: Reads are real; writes are reported as they would happen and not made.
 notes:
-  - The table is C(<schema>.rollout_state); a status check constraint keeps values honest.
+  - The table is C(<schema>.rollout_state); a status check constraint keeps values honest
+    (C(running), C(passed), C(failed), C(rolled_back), C(superseded)). A table made by an older
+    version is given the C(superseded) status by the first write.
 author:
   - gradual.rollout contributors (@gradual-rollout)
 """
@@ -122,6 +134,11 @@ resumed:
   description: True when O(operation=start) picked up a row left C(running) by an interrupted run.
   returned: when operation is start
   type: bool
+superseded:
+  description: Rows marked C(superseded) by O(supersede) (as they would be, in check mode).
+  returned: when operation is start
+  type: list
+  elements: dict
 rollout_event:
   description: Summary for notifications (plan, stage, event, status, reason, figures, actor).
   returned: when operation is start, progress or finish
@@ -144,6 +161,7 @@ from datetime import datetime
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.gradual.rollout.plugins.module_utils.pg import pg_argument_spec, pg_connect
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan import STATUSES, latest_by_stage
 
 try:
     import psycopg2
@@ -164,7 +182,7 @@ def ddl(schema: str) -> list:
             id bigserial PRIMARY KEY,
             plan text NOT NULL,
             stage text NOT NULL,
-            status text NOT NULL CHECK (status IN ('running', 'passed', 'failed', 'rolled_back')),
+            status text NOT NULL CONSTRAINT rollout_state_status_check CHECK (status IN ({statuses})),
             started_at timestamptz NOT NULL DEFAULT now(),
             updated_at timestamptz NOT NULL DEFAULT now(),
             finished_at timestamptz,
@@ -173,10 +191,14 @@ def ddl(schema: str) -> list:
             figures jsonb NOT NULL DEFAULT '{{}}'::jsonb,
             reason text,
             actor text,
-            awx_job_id text)""").format(ident),
+            awx_job_id text)""").format(ident, statuses=_statuses()),
         sql.SQL("CREATE INDEX IF NOT EXISTS rollout_state_plan_stage_idx ON {}.rollout_state (plan, stage, id)")
         .format(ident),
     ]
+
+
+def _statuses():
+    return sql.SQL(", ").join(sql.Literal(status) for status in STATUSES)
 
 
 def _row(record) -> dict:
@@ -207,12 +229,45 @@ class State:
 
     def ensure(self) -> bool:
         if self.exists():
-            return False
+            return self.upgrade()
         if not self.module.check_mode:
             with self.conn.cursor() as cur:
                 for query in ddl(self.schema):
                     self.execute(cur, query)
         return True
+
+    def upgrade(self) -> bool:
+        """Give a table made by an older version every status of STATUSES (its CHECK lacked
+        'superseded'); True when it had to (or would, in check mode)."""
+        with self.conn.cursor() as cur:
+            self.execute(cur, sql.SQL("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                                      "WHERE conrelid = %s::regclass AND contype = 'c'"),
+                         ("%s.rollout_state" % sql.Identifier(self.schema).as_string(self.conn),))
+            checks = [name for name, definition in cur.fetchall()
+                      if "status" in definition and "'superseded'" not in definition]
+            if checks and not self.module.check_mode:
+                self.execute(cur, sql.SQL("ALTER TABLE {} {}, ADD CONSTRAINT rollout_state_status_check "
+                                          "CHECK (status IN ({}))").format(
+                    self.table, sql.SQL(", ").join(sql.SQL("DROP CONSTRAINT {}").format(sql.Identifier(c))
+                                                   for c in checks), _statuses()))
+        return bool(checks)
+
+    def supersede(self, rows: list, stages: list, by: str, actor) -> list:
+        """Mark the latest row (among ROWS) of each of STAGES superseded when it is passed; the
+        rows as marked."""
+        latest = latest_by_stage(rows)
+        marked = []
+        for row in [latest[s] for s in stages if (latest.get(s) or {}).get("status") == "passed"]:
+            reason = ("superseded: stage %s was run again%s and set again what this stage had set "
+                      "(passed at %s); it runs again after it" % (by, " by %s" % actor if actor else "",
+                                                                   row.get("finished_at") or "-"))
+            if self.module.check_mode:
+                marked.append(dict(row, status="superseded", reason=reason))
+            else:
+                marked.append(self.write("UPDATE {table} SET status = 'superseded', updated_at = now(), "
+                                         "reason = %s WHERE id = %s AND status = 'passed' RETURNING {cols}",
+                                         (reason, row["id"])))
+        return marked
 
     def select(self, where: str, args: tuple) -> list:
         with self.conn.cursor() as cur:
@@ -246,6 +301,7 @@ def main():
                        choices=["read", "start", "progress", "finish", "ensure_schema", "reset"]),
         plan=dict(type="str", required=True),
         stage=dict(type="str"),
+        supersede=dict(type="list", elements="str", default=[]),
         run_id=dict(type="int"),
         status=dict(type="str", choices=["passed", "failed", "rolled_back"]),
         reason=dict(type="str"),
@@ -283,8 +339,10 @@ def main():
             result["changed"] = bool(removed)
             result["removed"] = removed
         elif op == "start":
-            running = [r for r in state.read(p["plan"]) if r["stage"] == p["stage"] and r["status"] == "running"]
+            before = state.read(p["plan"])
+            running = [r for r in before if r["stage"] == p["stage"] and r["status"] == "running"]
             result["resumed"] = bool(running)
+            result["superseded"] = state.supersede(before, p["supersede"], p["stage"], p["actor"])
             if module.check_mode:
                 run = running[-1] if running else dict(id=None, plan=p["plan"], stage=p["stage"], status="running",
                                                        started_at=now, batches_done=0, hosts_done=[], figures={})
@@ -298,7 +356,8 @@ def main():
                                   (p["plan"], p["stage"], p["actor"], p["awx_job_id"]))
             result["changed"] = True
             result["run"] = run
-            event = dict(event="resume" if running else "start")
+            event = dict(event="resume" if running else "start",
+                         superseded=[r["stage"] for r in result["superseded"]])
         elif op in ("progress", "finish"):
             if module.check_mode:
                 found = state.select("plan = %s AND id = %s", (p["plan"], p["run_id"])) if state.exists() else []

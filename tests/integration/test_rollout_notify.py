@@ -101,3 +101,9 @@ def test_check_mode_events_are_audited_not_posted(tmp_path, postgres, pg_db, rec
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert Receiver.received == []
     assert lines and all(line["check_mode"] for line in lines)
+
+
+def test_a_start_that_supersedes_stages_says_so():
+    from ansible_collections.gradual.rollout.plugins.callback.rollout_notify import summary
+    text = summary({"event": "start", "stage": "one", "plan": "t", "actor": "ops", "superseded": ["two", "three"]})
+    assert "stage one of t started by ops" in text and "two, three superseded" in text

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,94 @@ def test_status_of_a_good_plan_prints_the_table(tmp_path, postgres, pg_db):
     proc = run(tmp_path, postgres, pg_db, plan(), "-e", "rollout_action=status")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "STAGE" in proc.stdout and "one" in proc.stdout and "pending" in proc.stdout
+
+
+# --- a passed stage runs again only by its own override ----------------------------------------
+
+class FakeApp:
+    """/health answers 200 and /api/flags serves what the flags file holds, as the app would after
+    reading it (the flags of these tests never change, so no reload is needed)."""
+
+    def __init__(self, flags_path: Path):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from ansible_collections.gradual.rollout.plugins.module_utils.flags import read_env_file
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                if self.path == "/api/flags":
+                    flags = {k: {"value": v, "source": "env"} for k, v in read_env_file(str(flags_path))[1].items()}
+                    body = json.dumps({"flags": flags}).encode()
+                else:
+                    body = b'{"status": "ok"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def rerun_plan():
+    # both stages set USE_X, so running "one" again overwrites what "two" set
+    return {"name": "t", "baseline": {"USE_X": "false", "LIMIT": "999"}, "stages": [
+        {"name": "one", "bake_hours": 0, "actions": {"flags": {"USE_X": "true"}}},
+        {"name": "two", "bake_hours": 0, "actions": {"flags": {"USE_X": "true", "LIMIT": "10"}}}]}
+
+
+@pytest.fixture
+def app_host(tmp_path):
+    flags = tmp_path / "flags.env"
+    flags.write_text("USE_X=true\nLIMIT=10\n")
+    app = FakeApp(flags)
+    yield ["-e", json.dumps({"rollout_app_port": app.port, "rollout_flags_path": str(flags),
+                             "rollout_audit_file": str(tmp_path / "audit" / "flags.jsonl"),
+                             "rollout_report_dir": str(tmp_path / "reports"), "rollout_health_timeout": 4})], flags
+    app.stop()
+
+
+def statuses(postgres, db):
+    return postgres.psql("SELECT string_agg(stage || '=' || status, ' ' ORDER BY id) FROM gradual.rollout_state", db)
+
+
+def test_a_passed_stage_is_refused_without_rollout_rerun_passed(tmp_path, postgres, pg_db, app_host):
+    extra, flags = app_host
+    for _ in range(2):
+        proc = run(tmp_path, postgres, pg_db, rerun_plan(), *extra)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+    assert statuses(postgres, pg_db) == "one=passed two=passed"
+    before = flags.read_text()
+    proc = run(tmp_path, postgres, pg_db, rerun_plan(), *extra, "-e", "stage=one", "-e", "rollout_ignore_bake=true")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "stage 'one' has already passed" in out and "-e rollout_rerun_passed=true" in out, out[-3000:]
+    assert statuses(postgres, pg_db) == "one=passed two=passed" and flags.read_text() == before
+
+
+def test_rollout_rerun_passed_marks_the_overwritten_stages_superseded(tmp_path, postgres, pg_db, app_host):
+    extra, _flags = app_host
+    for _ in range(2):
+        assert run(tmp_path, postgres, pg_db, rerun_plan(), *extra).returncode == 0
+    proc = run(tmp_path, postgres, pg_db, rerun_plan(), *extra, "-e", "stage=one", "-e", "rollout_rerun_passed=true")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "runs again by request (rollout_rerun_passed)" in proc.stdout
+    assert statuses(postgres, pg_db) == "one=passed two=superseded one=passed"
+    status = run(tmp_path, postgres, pg_db, rerun_plan(), *extra, "-e", "rollout_action=status")
+    assert re.search(r"two +superseded", status.stdout), status.stdout[-3000:]
+    # the next plain run applies the superseded stage again; then the plan is complete
+    again = run(tmp_path, postgres, pg_db, rerun_plan(), *extra)
+    assert again.returncode == 0 and "rollout stage: two" in again.stdout, again.stdout[-3000:]
+    assert statuses(postgres, pg_db) == "one=passed two=superseded one=passed two=passed"
+    done = run(tmp_path, postgres, pg_db, rerun_plan(), *extra)
+    assert done.returncode == 0 and "every stage of the plan has passed" in done.stdout

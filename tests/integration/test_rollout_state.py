@@ -99,3 +99,52 @@ def test_reset_removes_only_this_plans_rows(postgres, pg_db):
     assert postgres.psql("SELECT plan FROM gradual.rollout_state", pg_db) == "other"
     again = run_module("rollout_state", args(postgres, pg_db, operation="reset"))
     assert again["changed"] is False
+
+
+def passed(postgres, db, stage, **extra):
+    start = run_module("rollout_state", args(postgres, db, operation="start", stage=stage, **extra))
+    return run_module("rollout_state", args(postgres, db, operation="finish", run_id=start["run"]["id"],
+                                            status="passed", **extra))
+
+
+def test_start_with_supersede_marks_the_later_passed_stages_in_the_same_write(postgres, pg_db):
+    for stage in ("a", "b", "c"):
+        passed(postgres, pg_db, stage)
+    first = run_module("rollout_state", args(postgres, pg_db, operation="start", stage="d"))
+    assert first["rc"] == 0
+    checked = run_module("rollout_state", args(postgres, pg_db, operation="start", stage="a",
+                                               supersede=["b", "c", "d", "zz"]), check=True)
+    assert [r["stage"] for r in checked["superseded"]] == ["b", "c"]
+    assert postgres.psql("SELECT count(*) FROM gradual.rollout_state WHERE status = 'superseded'", pg_db) == "0"
+    res = run_module("rollout_state", args(postgres, pg_db, operation="start", stage="a", actor="ops",
+                                           supersede=["b", "c", "d", "zz"]))
+    assert res["rc"] == 0, res
+    # d is running (not passed), zz has no row: both left as they are
+    assert [(r["stage"], r["status"]) for r in res["superseded"]] == [("b", "superseded"), ("c", "superseded")]
+    assert "stage a was run again by ops" in res["superseded"][0]["reason"]
+    assert res["rollout_event"]["superseded"] == ["b", "c"]
+    latest = {s: r["status"] for s, r in res["latest"].items()}
+    assert latest == {"a": "running", "b": "superseded", "c": "superseded", "d": "running"}
+
+
+OLD_TABLE = """CREATE SCHEMA gradual;
+CREATE TABLE gradual.rollout_state (id bigserial PRIMARY KEY, plan text NOT NULL, stage text NOT NULL,
+  status text NOT NULL CHECK (status IN ('running', 'passed', 'failed', 'rolled_back')),
+  started_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(),
+  finished_at timestamptz, batches_done integer NOT NULL DEFAULT 0,
+  hosts_done jsonb NOT NULL DEFAULT '[]'::jsonb, figures jsonb NOT NULL DEFAULT '{}'::jsonb,
+  reason text, actor text, awx_job_id text);
+INSERT INTO gradual.rollout_state (plan, stage, status, finished_at)
+  VALUES ('post-p1', 'a', 'passed', now()), ('post-p1', 'b', 'passed', now());"""
+
+
+def test_a_table_of_an_older_version_learns_the_superseded_status(postgres, pg_db):
+    postgres.psql(OLD_TABLE, pg_db)
+    res = run_module("rollout_state", args(postgres, pg_db, operation="start", stage="a", supersede=["b"]))
+    assert res["rc"] == 0, res
+    assert res["latest"]["b"]["status"] == "superseded"
+    assert "superseded" in postgres.psql(
+        "SELECT string_agg(pg_get_constraintdef(oid), ' ') FROM pg_constraint "
+        "WHERE conrelid = 'gradual.rollout_state'::regclass AND contype = 'c'", pg_db)
+    again = run_module("rollout_state", args(postgres, pg_db, operation="ensure_schema"))
+    assert again["changed"] is False

@@ -135,6 +135,54 @@ def test_requested_stage_needs_its_predecessors():
     assert unknown["refuse"] and "not in the plan" in unknown["reason"]
 
 
+def rerun_plan():
+    """a sets X; b sets Y; c sets X and Z; d sets Z; e sets W: re-running a touches c, then d via Z."""
+    flags = {"a": {"X": "1"}, "b": {"Y": "1"}, "c": {"X": "2", "Z": "1"}, "d": {"Z": "2"}, "e": {"W": "1"}}
+    return {"name": "p", "baseline": {"X": "0", "Y": "0", "Z": "0", "W": "0"},
+            "stages": [{"name": n, "bake_hours": 0, "actions": {"flags": f}} for n, f in flags.items()]}
+
+
+def all_passed(plan):
+    return rows(*[(s["name"], "passed", "2026-02-01T00:00:00+00:00") for s in plan["stages"]])
+
+
+@pytest.mark.parametrize("ignore_bake", [False, True])
+def test_a_passed_stage_is_not_run_again_without_its_own_override(ignore_bake):
+    plan = rerun_plan()
+    choice = next_stage(plan, all_passed(plan), requested="a", ignore_bake=ignore_bake)
+    assert choice["refuse"] and choice["stage"]["name"] == "a"
+    assert "'a' has already passed" in choice["reason"] and "nothing was changed" in choice["reason"]
+    assert "-e rollout_rerun_passed=true" in choice["reason"] and "c, d" in choice["reason"]
+
+
+def test_a_rerun_supersedes_the_later_stages_it_overwrites_and_only_those():
+    plan = rerun_plan()
+    choice = next_stage(plan, all_passed(plan), requested="a", rerun_passed=True)
+    assert not choice["refuse"] and choice["stage"]["name"] == "a"
+    assert choice["supersedes"] == ["c", "d"]  # b and e set nothing a, c or d set again
+    assert next_stage(plan, all_passed(plan), requested="d", rerun_passed=True)["supersedes"] == []
+    # a later stage that is not passed is not marked, but what it sets still counts
+    state = all_passed(plan)[:2] + [dict(id=9, stage="c", status="rolled_back", finished_at=None)]
+    assert next_stage(plan, state + all_passed(plan)[3:], requested="a", rerun_passed=True)["supersedes"] == ["d"]
+
+
+def test_after_a_rerun_the_superseded_stages_are_due_again_in_order():
+    plan = rerun_plan()
+    state = all_passed(plan)
+    state += [dict(id=20, stage="c", status="superseded", finished_at="2026-02-01T00:00:00+00:00"),
+              dict(id=21, stage="d", status="superseded", finished_at="2026-02-01T00:00:00+00:00"),
+              dict(id=22, stage="a", status="passed", finished_at="2026-02-05T00:00:00+00:00")]
+    assert next_stage(plan, state)["stage"]["name"] == "c"
+    assert not next_stage(plan, state)["done"]
+
+
+def test_a_rerun_of_a_migration_supersedes_the_later_migrations():
+    plan = good_plan()
+    plan["stages"].append({"name": "four", "actions": {"migrate": {"target": "004"}}})
+    choice = next_stage(plan, all_passed(plan), requested="three", rerun_passed=True)
+    assert choice["supersedes"] == ["four"]
+
+
 def test_done_when_every_stage_passed():
     state = rows(*[(n, "passed", "2026-02-01T00:00:00+00:00") for n in ("one", "two", "three")])
     assert next_stage(good_plan(), state)["done"]
