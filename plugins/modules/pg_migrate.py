@@ -13,7 +13,14 @@ description:
     C(NNN_name.down.sql) files of applied versions above O(target) to roll back.
   - Every file is linted first (the rules of M(gradual.rollout.pg_migration_lint)); a statement with
     an unsafe finding is refused unless ignored with C(-- gradual:ignore <rule-id> <reason>), or
-    rewritten by O(autofix).
+    rewritten by O(autofix). The verdict is the one C(bin/pg-migration-lint --dsn) gives on the same
+    file and database.
+  - The linter reads the live catalog through the module's connection (column types and modifiers,
+    C(NOT NULL), validated C(CHECK (col IS NOT NULL)) constraints, index columns, the session
+    C(TimeZone)), so a type change PostgreSQL does without a rewrite (C(varchar) widened or to
+    C(text), C(numeric) precision raised at the same scale, C(cidr) to C(inet), C(timestamp) to
+    C(timestamptz) under UTC) and a C(SET NOT NULL) spared by a validated check are not refused.
+    Tables changed by an earlier file of the same run are judged without the catalog.
   - Statements of one migration share one transaction, run with a short C(lock_timeout) that rises
     on a ladder with jittered sleeps between attempts; when the attempts are exhausted the module
     fails and nothing of that step is applied. It never waits for a lock without a timeout.
@@ -59,7 +66,8 @@ options:
         C(NOT VALID) then C(VALIDATE CONSTRAINT) in a separate transaction, also when written on the
         column of an C(ADD COLUMN) (the column is added bare first); C(SET NOT NULL) becomes
         C(CHECK ... NOT VALID), C(VALIDATE), C(SET NOT NULL), drop the C(CHECK); C(ADD UNIQUE/PRIMARY
-        KEY) becomes a concurrent unique index then C(USING INDEX)).
+        KEY) becomes a concurrent unique index then C(USING INDEX), a primary key's columns made
+        C(NOT NULL) by that C(CHECK) sequence first).
     type: bool
     default: false
   backup:
@@ -355,8 +363,10 @@ def work_to_do(migrations: list, rows: dict, target: int) -> tuple[list, list]:
     return up, down
 
 
-def plan_all(module, up: list, down: list) -> tuple[list, list]:
-    """FilePlans for every file to run; fails naming each blocking finding."""
+def plan_all(module, up: list, down: list, conn=None) -> tuple[list, list]:
+    """FilePlans for every file to run, judged on CONN's live catalog (column types, NOT NULL,
+    validated checks, the session TimeZone)."""
+    catalog = lint.Catalog(conn) if conn is not None else None
     plans = []
     for direction, migs in (("up", up), ("down", down)):
         for mig in migs:
@@ -366,7 +376,7 @@ def plan_all(module, up: list, down: list) -> tuple[list, list]:
                                  "choose a target at or above %s" % (mig.version, module.params["path"],
                                                                      mig.version, mig.name, mig.version))
             try:
-                fplan = mplan.plan_file(path, autofix=module.params["autofix"])
+                fplan = mplan.plan_file(path, autofix=module.params["autofix"], catalog=catalog)
             except lint.MigrationParseError as exc:
                 module.fail_json(msg="parse error in %s line %d: %s" % (exc.filename, exc.line, exc.message))
             plans.append((direction, mig, fplan))
@@ -501,7 +511,7 @@ def main() -> None:
     rows = ledger.rows(conn)
     warnings = verify_checksums(module, migrations, rows)
     up, down = work_to_do(migrations, rows, target)
-    plans, findings = plan_all(module, up, down)
+    plans, findings = plan_all(module, up, down, conn)
     before = version_label(current_version(rows), migrations)
     after = version_label(target, migrations) if (up or down) else before
     result = dict(changed=False, applied=[], rolled_back=[], statements=[], log=[], findings=findings,

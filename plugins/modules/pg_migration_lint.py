@@ -11,20 +11,31 @@ short_description: Find PostgreSQL migration statements that would lock or break
 description:
   - Parses SQL files with PostgreSQL's own parser (pglast) and reports, per statement, the rule it
     breaks, a severity, a message and the safe rewrite.
-  - Rules cover non-concurrent C(CREATE/DROP INDEX) and C(REINDEX), C(CONCURRENTLY) inside a
-    transaction block, C(ADD FOREIGN KEY) / C(CHECK) without C(NOT VALID), C(SET NOT NULL) without a
-    validated C(CHECK), C(ADD COLUMN) with a volatile default, a stored generated column or C(NOT NULL)
-    without default, column type changes, C(ADD UNIQUE/PRIMARY KEY) not C(USING INDEX), renames of
-    columns and tables, drops of columns, tables, views and (C(CASCADE)) schemas, C(VACUUM FULL),
-    C(CLUSTER), C(LOCK TABLE), C(DETACH PARTITION) without C(CONCURRENTLY), C(UPDATE)/C(DELETE)
-    without C(WHERE), C(TRUNCATE), C(REFRESH MATERIALIZED VIEW) without C(CONCURRENTLY),
-    C(SET TABLESPACE/LOGGED/UNLOGGED/ACCESS METHOD) (table rewrites) and, as a warning,
-    C(ATTACH PARTITION) of an existing table (a scan).
+  - Rules cover non-concurrent C(CREATE/DROP INDEX) and C(REINDEX), C(ADD FOREIGN KEY) / C(CHECK)
+    without C(NOT VALID), C(SET NOT NULL) without a validated C(CHECK), C(ADD COLUMN) with a volatile
+    default, a stored generated column or C(NOT NULL) without default, column type changes that
+    rewrite, C(ADD UNIQUE/PRIMARY KEY) not C(USING INDEX), C(ADD PRIMARY KEY USING INDEX) on columns
+    not known C(NOT NULL), renames of columns, tables, views, schemas and enum values, C(SET SCHEMA),
+    drops of columns, tables, views, (C(CASCADE)) schemas and databases, C(ALTER DOMAIN ADD
+    CONSTRAINT) without C(NOT VALID), C(VACUUM FULL), C(CLUSTER), C(LOCK TABLE), C(DETACH
+    PARTITION) without C(CONCURRENTLY), C(UPDATE)/C(DELETE) whose C(WHERE) matches every row (none,
+    one naming no column, or C(new_col IS NULL) on a column added bare in the file), any statement
+    reading or writing rows while an earlier statement's C(ACCESS EXCLUSIVE) lock is held (a file
+    runs in one transaction under M(gradual.rollout.pg_migrate)), C(TRUNCATE), C(REFRESH
+    MATERIALIZED VIEW) without C(CONCURRENTLY), C(SET TABLESPACE/LOGGED/UNLOGGED/ACCESS METHOD)
+    (table rewrites) and, as warnings, C(ATTACH PARTITION) of an existing table (a scan) and
+    C(CONCURRENTLY) inside C(BEGIN ... COMMIT) (M(gradual.rollout.pg_migrate) drops those, C(psql)
+    would fail).
   - Statements on a table created earlier in the same file are not flagged. Files named
     C(*.down.sql) are rollbacks, so dropping or renaming is not flagged there.
+  - Without a database, what a type change or C(ADD PRIMARY KEY USING INDEX) costs is known only
+    when the column was created earlier in the same file; otherwise the finding says so and stays
+    conservative. M(gradual.rollout.pg_migrate) and C(bin/pg-migration-lint --dsn) judge them on the
+    live catalog.
   - A finding is silenced by a comment C(-- gradual:ignore <rule-id> <reason>) before the statement;
     the reason is mandatory.
-  - The same analysis is the CLI C(bin/pg-migration-lint) of the collection.
+  - The same analysis is the CLI C(bin/pg-migration-lint) of the collection (C(--format sarif) for
+    CI code scanning, C(--dsn) for the catalog, C(--trace) for the locks each statement takes).
 version_added: "1.0.0"
 author:
   - gradual.rollout contributors (@gradual-rollout)

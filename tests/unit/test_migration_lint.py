@@ -427,3 +427,40 @@ def test_concurrently_in_a_transaction_block_is_a_warning():
 def test_down_file_may_rename_back():
     sql = "ALTER VIEW v2 RENAME TO v;\nALTER SCHEMA store RENAME TO shop;\nALTER TABLE a.t SET SCHEMA public;"
     assert rules(sql, "002_x.down.sql") == set()
+
+
+def test_cli_sarif_for_code_scanning(tmp_path):
+    path = tmp_path / "004_x.up.sql"
+    path.write_text("SELECT 1;\nCREATE INDEX i ON t (a);\n-- gradual:ignore drop-column app 4 no longer reads it\n"
+                    "ALTER TABLE t DROP COLUMN b;\nALTER TABLE t ALTER COLUMN c TYPE text;\n")
+    out = run_cli("--format", "sarif", str(path))
+    assert out.returncode == 1
+    log = json.loads(out.stdout)
+    assert log["version"] == "2.1.0" and log["$schema"].endswith("sarif-2.1.0.json")
+    run, = log["runs"]
+    rules_ = run["tool"]["driver"]["rules"]
+    assert {r["id"] for r in rules_} == set(lint.RULES)
+    assert all(r["defaultConfiguration"]["level"] in ("error", "warning") for r in rules_)
+    results = [(r["ruleId"], r["level"], r["locations"][0]["physicalLocation"]["region"]["startLine"],
+                "suppressions" in r) for r in run["results"]]
+    assert results == [("create-index-non-concurrent", "error", 2, False), ("drop-column", "error", 4, True),
+                       ("alter-column-type", "warning", 5, False)]
+    first = run["results"][0]
+    assert rules_[first["ruleIndex"]]["id"] == first["ruleId"]
+    assert first["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].endswith("004_x.up.sql")
+    assert "Fix: CREATE INDEX CONCURRENTLY" in first["message"]["text"]
+    assert run["results"][1]["suppressions"] == [{"kind": "inSource", "justification": "app 4 no longer reads it"}]
+
+
+def test_cli_trace_needs_a_dsn(tmp_path):
+    path = tmp_path / "x.sql"
+    path.write_text("SELECT 1;\n")
+    out = run_cli("--trace", str(path))
+    assert out.returncode == 2 and "--trace needs --dsn" in out.stderr
+
+
+def test_cli_unreachable_dsn_is_a_usage_error(tmp_path):
+    path = tmp_path / "x.sql"
+    path.write_text("SELECT 1;\n")
+    out = run_cli("--dsn", "host=127.0.0.1 port=1 connect_timeout=2", str(path))
+    assert out.returncode == 2 and "cannot connect with --dsn" in out.stderr
