@@ -64,6 +64,12 @@ def orders_db(postgres, pg_db):
     return pg_db
 
 
+def migrate(postgres, db: str, directory: Path, **extra) -> dict:
+    return run_module("pg_migrate", dict(login_host=postgres.host, login_port=postgres.port,
+                                         login_user=postgres.user, login_password=postgres.password,
+                                         db=db, path=str(directory), **extra))
+
+
 def relfilenode(postgres, db: str, name: str = "orders") -> int:
     return sql(postgres, db, "SELECT relfilenode FROM pg_class WHERE oid = '%s'::regclass" % name)[0][0]
 
@@ -105,10 +111,7 @@ def test_pg_migrate_applies_what_its_catalog_proves_safe_without_a_rewrite(postg
     directory.mkdir()
     (directory / "001_widen.up.sql").write_text(SAFE_ON_THIS_CATALOG)
     before = relfilenode(postgres, orders_db)
-    res = run_module("pg_migrate", dict(login_host=postgres.host, login_port=postgres.port,
-                                        login_user=postgres.user, login_password=postgres.password,
-                                        db=orders_db, path=str(directory),
-                                        session_settings={"TimeZone": "UTC"}))
+    res = migrate(postgres, orders_db, directory, session_settings={"TimeZone": "UTC"})
     assert res["rc"] == 0, res
     assert res["applied"] == ["001"] and res["findings"] == []
     assert relfilenode(postgres, orders_db) == before  # the verdict was right: nothing rewritten
@@ -121,9 +124,7 @@ def test_pg_migrate_refuses_the_rewrite_its_catalog_shows(postgres, orders_db, t
     directory = tmp_path / "migrations"
     directory.mkdir()
     (directory / "001_shrink.up.sql").write_text("ALTER TABLE orders ALTER COLUMN note TYPE varchar(10);\n")
-    res = run_module("pg_migrate", dict(login_host=postgres.host, login_port=postgres.port,
-                                        login_user=postgres.user, login_password=postgres.password,
-                                        db=orders_db, path=str(directory)))
+    res = migrate(postgres, orders_db, directory)
     assert res["rc"] != 0 and "alter-column-type" in res["msg"] and "from varchar(20)" in res["msg"]
 
 

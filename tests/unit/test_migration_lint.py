@@ -464,3 +464,51 @@ def test_cli_unreachable_dsn_is_a_usage_error(tmp_path):
     path.write_text("SELECT 1;\n")
     out = run_cli("--dsn", "host=127.0.0.1 port=1 connect_timeout=2", str(path))
     assert out.returncode == 2 and "cannot connect with --dsn" in out.stderr
+
+
+class FakeCatalogConnection:
+    """A DB-API connection answering the catalog's queries for table orders (no database)."""
+
+    def __init__(self):
+        self.queries = []
+        self.rows = []
+
+    def cursor(self):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def execute(self, query, params=()):
+        self.queries.append(params)
+        target = params[0] if params else None
+        if "format_type" in query:
+            self.rows = [("note", "character varying(20)", False), ("ref", "bigint", False),
+                         ("id", "bigint", True)] if target == '"orders"' else []
+        elif "pg_get_constraintdef" in query:
+            self.rows = [("orders_ref_nn", "CHECK ((ref IS NOT NULL))", True)] if target == '"orders"' else []
+        elif "pg_index" in query:
+            self.rows = [("id",)] if target == '"orders_id_key"' else []
+        else:
+            self.rows = [("UTC",)]
+
+    def fetchall(self):
+        return self.rows
+
+
+def test_catalog_judges_exactly_and_forgets_what_a_file_changed():
+    catalog = lint.Catalog(FakeCatalogConnection())
+    safe = ("ALTER TABLE orders ALTER COLUMN note TYPE varchar(64);\nALTER TABLE orders ALTER COLUMN ref SET NOT NULL;\n"
+            "ALTER TABLE orders ADD CONSTRAINT orders_pkey PRIMARY KEY USING INDEX orders_id_key;")
+    assert lint.lint_text(safe, "004.up.sql", catalog) == []
+    assert "orders" in catalog.forgotten  # the next file may not trust what 004 changed
+    finding, = lint.lint_text("ALTER TABLE orders ALTER COLUMN note TYPE varchar(128);", "005.up.sql", catalog)
+    assert "current type of note is unknown" in finding.message
+    shrink, = lint.lint_text("ALTER TABLE orders ALTER COLUMN note TYPE varchar(5);", "x.sql",
+                             lint.Catalog(FakeCatalogConnection()))
+    assert "from varchar(20)" in shrink.message
+    assert lint.lint_text("ALTER TABLE missing ALTER COLUMN a SET NOT NULL;", "x.sql",
+                          lint.Catalog(FakeCatalogConnection()))[0].rule == "set-not-null"
