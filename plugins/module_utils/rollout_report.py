@@ -1,6 +1,6 @@
 # Copyright: gradual.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The rollout report: seed 003's "Metric | Target | Actual | Status" table from measured figures.
+"""The rollout report: a "Metric | Target | Actual | Status" table from measured figures.
 
 Input: the plan (its ``metrics`` say where each figure comes from: a stage, a gate of that stage
 and a dotted field in the gate's recorded result) and the state rows kept by rollout_state (each
@@ -134,6 +134,6 @@ def render_markdown(report: dict) -> str:
             "-" if s["duration_s"] is None else s["duration_s"], actor, gates,
             (s["reason"] or "").replace("|", "/")[:120]))
     if report.get("cleanup"):
-        lines += ["", "## Flags to retire (week 4+ cleanup)", ""]
+        lines += ["", "## Flags to retire (the plan's cleanup list)", ""]
         lines += ["- `%s`" % flag for flag in report["cleanup"]]
     return "\n".join(lines) + "\n"

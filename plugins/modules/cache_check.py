@@ -39,7 +39,7 @@ options:
     type: int
   key_pattern:
     description:
-      - Glob pattern (C(SCAN MATCH)) of the keys to count, for example V(goalgpt:standings:*).
+      - Glob pattern (C(SCAN MATCH)) of the keys to count, for example V(myapp:products:*).
     type: str
   scan_count:
     description:
@@ -70,7 +70,7 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Standings cache is warm and small (seed 003, day 17-19)
+- name: The product page cache is warm and small after the cache flag went on
   gradual.rollout.cache_check:
     redis_host: cache1.internal
     redis_username: monitor
@@ -80,7 +80,7 @@ EXAMPLES = r"""
     min_lookups: 100
     max_used_memory: 500mb
     max_evicted: 0
-    key_pattern: "goalgpt:standings:*"
+    key_pattern: "myapp:products:*"
     min_key_count: 1
 """
 

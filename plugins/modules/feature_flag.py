@@ -112,13 +112,13 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Turn on the optimized daily rewards path (PM2 reads the env file)
+- name: Turn on the new checkout and lower a worker limit (the app reads the env file at start)
   gradual.rollout.feature_flag:
     backend: env_file
-    path: /etc/goalgpt/flags.env
+    path: /etc/myapp/flags.env
     flags:
-      USE_OPTIMIZED_DAILY_REWARDS: true
-      MATCH_ENRICHER_CONCURRENCY: 50
+      USE_NEW_CHECKOUT: true
+      WORKER_CONCURRENCY: 50
     audit:
       file: /var/log/gradual-rollout/flags.jsonl
   register: flags_set
@@ -126,7 +126,7 @@ EXAMPLES = r"""
 - name: Put the flags back exactly as they were
   gradual.rollout.feature_flag:
     backend: env_file
-    path: /etc/goalgpt/flags.env
+    path: /etc/myapp/flags.env
     restore: "{{ flags_set.previous }}"
 
 - name: Toggle a flag in the database, audited in the same transaction
@@ -135,10 +135,10 @@ EXAMPLES = r"""
     login_host: db1.internal
     login_user: rollout
     login_password: "{{ vault_rollout_db_password }}"
-    db: goalgpt
+    db: app
     create_table: true
     flags:
-      cache_standings: true
+      cache_product_pages: true
     audit:
       table: feature_flag_audit
       run_id: "{{ awx_job_id | default(omit) }}"
@@ -149,9 +149,9 @@ EXAMPLES = r"""
     redis_host: cache1.internal
     redis_username: app
     redis_password: "{{ vault_redis_app_password }}"
-    key: goalgpt:flags
+    key: myapp:flags
     flags:
-      CACHE_H2H: false
+      CACHE_SEARCH: false
 """
 
 RETURN = r"""
@@ -160,23 +160,23 @@ previous:
     - The state of the flags named by O(flags) or O(restore) before this call; pass it as O(restore).
   returned: success
   type: dict
-  sample: {"backend": "env_file", "present": {"USE_REDIS_CACHE": "false"}, "absent": ["CACHE_H2H"]}
+  sample: {"backend": "env_file", "present": {"USE_REDIS_CACHE": "false"}, "absent": ["CACHE_SEARCH"]}
 current:
   description: The flags set after this call (or that would be, in check mode), as the backend stores them.
   returned: success
   type: dict
-  sample: {"USE_REDIS_CACHE": "true", "CACHE_H2H": "true"}
+  sample: {"USE_REDIS_CACHE": "true", "CACHE_SEARCH": "true"}
 changes:
   description: One entry per changed flag.
   returned: success
   type: list
   elements: dict
-  sample: [{"flag": "CACHE_H2H", "action": "create", "old": null, "new": "true"}]
+  sample: [{"flag": "CACHE_SEARCH", "action": "create", "old": null, "new": "true"}]
 target:
   description: The file, table or hash that was edited.
   returned: success
   type: str
-  sample: /etc/goalgpt/flags.env
+  sample: /etc/myapp/flags.env
 audited:
   description: Number of audit records written (per destination).
   returned: success

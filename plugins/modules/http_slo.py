@@ -134,9 +134,9 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Standings P95 under 200 ms, no errors (seed 003)
+- name: Product page P95 under 200 ms, no errors; the second request comes from the cache
   gradual.rollout.http_slo:
-    url: http://localhost:3000/api/admin/standings/39
+    url: http://localhost:3000/api/products/42
     requests: 500
     concurrency: 10
     max_p95_ms: 200

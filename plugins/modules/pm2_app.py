@@ -74,22 +74,22 @@ notes:
 """
 
 EXAMPLES = r"""
-- name: Start goalgpt-api from its ecosystem file (no change when already online)
+- name: Start myapp from its ecosystem file (no change when already online)
   gradual.rollout.pm2_app:
-    name: goalgpt-api
-    ecosystem: /srv/goalgpt-api/ecosystem.config.js
-    pm2_home: /srv/goalgpt-api/.pm2
-    run_as: goalgpt
+    name: myapp
+    ecosystem: /srv/myapp/ecosystem.config.js
+    pm2_home: /srv/myapp/.pm2
+    run_as: myapp
     save: true
 
 - name: Zero-downtime cluster reload that applies changed env files
   gradual.rollout.pm2_app:
-    name: goalgpt-api
+    name: myapp
     state: reloaded
-    ecosystem: /srv/goalgpt-api/ecosystem.config.js
-    pm2_home: /srv/goalgpt-api/.pm2
-    run_as: goalgpt
-    env_files: [/etc/goalgpt-api/app.env, /etc/goalgpt-api/flags.env]
+    ecosystem: /srv/myapp/ecosystem.config.js
+    pm2_home: /srv/myapp/.pm2
+    run_as: myapp
+    env_files: [/etc/myapp/app.env, /etc/myapp/flags.env]
   register: reload
 
 - name: The reload applied the files
@@ -139,7 +139,7 @@ commands:
   returned: always
   type: list
   elements: str
-  sample: ["pm2 reload /srv/goalgpt-api/ecosystem.config.js --only goalgpt-api --update-env"]
+  sample: ["pm2 reload /srv/myapp/ecosystem.config.js --only myapp --update-env"]
 """
 
 import hashlib

@@ -94,7 +94,7 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Pool stays under 50% for two hours (seed 003, day 11-12)
+- name: The app's pool stays under 50% for two hours after a concurrency change
   gradual.rollout.pool_check:
     source: http
     url: http://localhost:3000/health/pool
@@ -111,7 +111,7 @@ EXAMPLES = r"""
     login_port: 6432
     login_user: pgbouncer_stats
     login_password: "{{ vault_pgbouncer_stats_password }}"
-    pool_database: goalgpt
+    pool_database: app
     duration: 60
     interval: 5
     max_utilization: 80

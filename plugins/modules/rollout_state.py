@@ -92,24 +92,24 @@ author:
 EXAMPLES = r"""
 - name: Read the state of the plan
   gradual.rollout.rollout_state:
-    db: goalgpt
-    plan: post-p1
+    db: app
+    plan: checkout-v2
   register: state
 
 - name: Record the start of a stage
   gradual.rollout.rollout_state:
-    db: goalgpt
-    plan: post-p1
+    db: app
+    plan: checkout-v2
     operation: start
-    stage: w1d4_daily_rewards
+    stage: canary_one_host
     actor: "{{ awx_user_name | default('ops') }}"
     awx_job_id: "{{ awx_job_id | default(omit) }}"
   register: run
 
 - name: Record a rollback with its reason
   gradual.rollout.rollout_state:
-    db: goalgpt
-    plan: post-p1
+    db: app
+    plan: checkout-v2
     operation: finish
     run_id: "{{ run.run.id }}"
     status: rolled_back

@@ -23,7 +23,8 @@ def plan(**stage_overrides):
     return {"name": "t", "baseline": {"USE_X": "false"}, "stages": [stage, dict(stage, name="two")]}
 
 
-def run(tmp_path, postgres, db, the_plan, *extra):
+def run(tmp_path, postgres, db, the_plan, *extra, drop=(), playbook="rollout.yml"):
+    """PLAYBOOK on a local fake app host and state host; DROP: settings left out of the extra vars."""
     inv = tmp_path / "inv.yml"
     inv.write_text(yaml.safe_dump({"all": {"children": {
         "app": {"hosts": {"fake-app": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}},
@@ -32,8 +33,10 @@ def run(tmp_path, postgres, db, the_plan, *extra):
     extra_vars = {"rollout_plan": the_plan, "rollout_state_db": db,
                   "rollout_state_login": {"login_host": postgres.host, "login_port": postgres.port,
                                           "login_user": postgres.user, "login_password": postgres.password}}
+    for key in drop:
+        extra_vars.pop(key)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    return subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inv), str(ROOT / "rollout.yml"),
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inv), str(ROOT / playbook),
                            "-e", json.dumps(extra_vars), *extra], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=300, check=False)
 
@@ -148,3 +151,32 @@ def test_rollout_rerun_passed_marks_the_overwritten_stages_superseded(tmp_path, 
     assert statuses(postgres, pg_db) == "one=passed two=superseded one=passed two=passed"
     done = run(tmp_path, postgres, pg_db, rerun_plan(), *extra)
     assert done.returncode == 0 and "every stage of the plan has passed" in done.stdout
+
+
+# --- site values have no default in the playbooks: a missing one is named ----------------------
+
+@pytest.mark.parametrize("drop, extra, message", [
+    (["rollout_state_login"], ["-e", "rollout_action=status"], "rollout_state_login is not set"),
+    (["rollout_state_db"], ["-e", "rollout_action=status"], "rollout_state_db is not set (nor app_db_name)"),
+    ([], [], "rollout_flags_path is not set (nor app_env_dir or app_name"),
+])
+def test_a_missing_site_setting_is_named_and_nothing_changes(tmp_path, postgres, pg_db, drop, extra, message):
+    proc = run(tmp_path, postgres, pg_db, plan(), *extra, drop=drop)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert message in out, out[-3000:]
+    assert postgres.psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'gradual'", pg_db) == "0"
+
+
+def test_the_app_role_inventory_gives_the_flags_file_and_the_state_database(tmp_path, postgres, pg_db):
+    # app_name / app_db_name of the app role's inventory stand in for rollout_flags_path / rollout_state_db
+    proc = run(tmp_path, postgres, pg_db, plan(), "-e", "app_name=myapp", "-e", "app_db_name=%s" % pg_db,
+               "-e", "rollout_action=status", drop=["rollout_state_db"])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_the_emergency_rollback_names_a_missing_flags_file_before_it_changes_anything(tmp_path, postgres, pg_db):
+    proc = run(tmp_path, postgres, pg_db, plan(), playbook="playbooks/rollback.yml")
+    assert proc.returncode != 0
+    assert "rollout_flags_path is not set" in proc.stdout, proc.stdout[-3000:]
+    assert "Put the baseline flags back" not in proc.stdout
