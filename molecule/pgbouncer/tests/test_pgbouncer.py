@@ -2,6 +2,7 @@
 configuration PgBouncer does not take is put back."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from molecule_check import run_playbook
@@ -10,10 +11,10 @@ SCENARIO = Path(__file__).resolve().parents[1]
 ADMIN = ("pgbouncer_admin", "molecule-pgbouncer-admin", "pgbouncer")
 
 
-def bouncer(host, user, password, db, sql, sslmode="prefer"):
+def bouncer(host, user, password, db, sql, sslmode="prefer", addr="127.0.0.1"):
     return host.run(
         f"PGPASSWORD='{password}' PGCONNECT_TIMEOUT=5 psql -XAtq "
-        f"'host=127.0.0.1 port=6432 user={user} dbname={db} sslmode={sslmode}' -c \"{sql}\""
+        f"'host={addr} port=6432 user={user} dbname={db} sslmode={sslmode}' -c \"{sql}\""
     )
 
 
@@ -39,7 +40,7 @@ def test_show_pools_answers_for_admin(host):
     assert any(line.startswith("goalgpt|goalgpt_app|") for line in res.stdout.splitlines()), res.stdout
     cfg = bouncer(host, "pgbouncer_admin", "molecule-pgbouncer-admin", "pgbouncer", "SHOW CONFIG")
     assert "pool_mode|transaction" in cfg.stdout
-    assert "auth_type|scram-sha-256" in cfg.stdout
+    assert "auth_type|hba" in cfg.stdout
     assert "default_pool_size|10" in cfg.stdout
 
 
@@ -151,3 +152,30 @@ def test_a_setting_read_only_at_start_restarts_pgbouncer(host):
     assert "listen_backlog" not in host.file("/etc/pgbouncer/pgbouncer-listen.ini").content_string
     assert main_pid(host) != pid
     assert show_config(host)["listen_backlog"] == "128"
+
+
+def test_clients_off_loopback_must_use_tls(host):
+    """pgbouncer_client_tls_remote_required: the app's path from another host is never cleartext."""
+    addr = host.check_output("hostname -I").split()[0]
+    plain = bouncer(host, "goalgpt_app", "molecule-app-secret", "goalgpt", "select 1", sslmode="disable", addr=addr)
+    assert plain.rc != 0, "a cleartext login from %s was accepted" % addr
+    tls = bouncer(host, "goalgpt_app", "molecule-app-secret", "goalgpt", "select 1", sslmode="require", addr=addr)
+    assert tls.rc == 0, tls.stderr
+    local = bouncer(host, "goalgpt_app", "molecule-app-secret", "goalgpt", "select 1", sslmode="disable")
+    assert local.rc == 0, local.stderr
+
+
+def test_unit_is_sandboxed_and_restarts(host):
+    out = host.check_output("systemd-analyze security --no-pager pgbouncer.service | tail -n 1")
+    score = float(out.split("level for")[1].split(":")[1].split()[0])
+    print("systemd-analyze security pgbouncer.service: %.1f" % score)
+    assert score <= 5.0, score   # Debian's unit alone: 9.2
+    pid = main_pid(host)
+    host.run(f"kill -9 {pid}")
+    for _attempt in range(40):
+        time.sleep(0.5)
+        res = bouncer(host, "goalgpt_app", "molecule-app-secret", "goalgpt", "select 1")
+        if res.rc == 0:
+            assert main_pid(host) != pid
+            return
+    raise AssertionError("PgBouncer did not come back within 20 s after SIGKILL (Restart=on-failure)")
