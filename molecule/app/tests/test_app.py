@@ -60,3 +60,12 @@ def test_manager_specifics(host):
         props = host.check_output(f"systemctl show {APP} -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p Restart")
         assert "NoNewPrivileges=yes" in props and "ProtectSystem=strict" in props
         assert "PrivateTmp=yes" in props and "Restart=on-failure" in props
+
+
+def test_unit_is_sandboxed(host):
+    """systemd-analyze security of the app's unit: PM2's was 9.2 UNSAFE before its hardening."""
+    unit = f"pm2-{APP}.service" if manager(host) == "pm2" else f"{APP}.service"
+    out = host.check_output(f"systemd-analyze security --no-pager {unit} | tail -n 1")
+    score = float(out.split("level for")[1].split(":")[1].split()[0])
+    print("systemd-analyze security %s: %.1f" % (unit, score))
+    assert score <= 5.0, score

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -49,9 +50,16 @@ def test_default_site_removed_and_tokens_off(host):
 def test_http_redirects_with_308_and_headers(host):
     status, headers = fetch(host, "http://127.0.0.1/api/ping?x=1")
     assert status == 308
-    assert headers["location"] == "https://127.0.0.1/api/ping?x=1"
+    # the configured server name, never the request's Host header (nginx_redirect_host)
+    assert headers["location"] == "https://gradual-rollout.test/api/ping?x=1"
     for name in SECURITY[:-1]:
         assert name in headers, name
+
+
+def test_redirect_ignores_a_forged_host_header(host):
+    target = host.check_output("curl -s -o /dev/null -w '%%{redirect_url}' -H 'Host: evil.example' "
+                               "http://127.0.0.1/login")
+    assert target == "https://gradual-rollout.test/login"
 
 
 @pytest.mark.parametrize("path,expected", [
@@ -145,3 +153,32 @@ def test_burst_gets_429_with_headers(host):
     limited = result["limited"]
     assert all(h in limited["headers"] for h in SECURITY), limited["headers"]
     assert json.loads(limited["body"]) == {"error": "too many requests"}
+
+
+def test_a_drain_fails_when_nginx_is_down_and_does_not_start_it(host):
+    """A reload of a stopped unit would start it, hiding a crash in the middle of a rollout stage."""
+    host.run("systemctl stop nginx")
+    try:
+        run = playbook("drain.yml")
+        out = run.stdout + run.stderr
+        assert run.returncode != 0
+        assert "is inactive, not active" in out, out[-3000:]
+        assert host.run("systemctl is-active nginx").stdout.strip() != "active"
+    finally:
+        host.run("systemctl start nginx")
+    assert fetch(host, "https://127.0.0.1/health")[0] == 200
+
+
+def test_unit_is_sandboxed_and_a_killed_master_comes_back(host):
+    out = host.check_output("systemd-analyze security --no-pager nginx.service | tail -n 1")
+    score = float(out.split("level for")[1].split(":")[1].split()[0])
+    print("systemd-analyze security nginx.service: %.1f" % score)
+    assert score <= 5.0, score   # Debian's unit alone: 9.6
+    pid = main_pid(host)
+    host.run(f"kill -9 {pid}")
+    for _attempt in range(40):
+        time.sleep(0.5)
+        if host.run("curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1/health").stdout == "200":
+            assert main_pid(host) != pid
+            return
+    raise AssertionError("nginx did not come back within 20 s after its master was killed")
