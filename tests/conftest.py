@@ -50,3 +50,25 @@ def pg_db(postgres, request):
     postgres.psql(f'CREATE DATABASE "{name}"')
     yield name
     postgres.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def plain_clone(tmp_path_factory):
+    """A factory: each call lays the files git tracks (as they are in the working tree) into a new
+    folder, the way a fresh clone or an AWX project sync has them: no venv, no build/ link, no lab."""
+    import subprocess
+
+    def make(name: str = "clone") -> Path:
+        tree = tmp_path_factory.mktemp(name) / "project"
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+        for rel in filter(None, listed.decode().split("\0")):
+            src, dst = ROOT / rel, tree / rel
+            if src.is_symlink():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.symlink_to(src.readlink())
+            elif src.is_file():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+        return tree
+
+    return make

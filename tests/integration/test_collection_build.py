@@ -35,13 +35,45 @@ def installed(tmp_path_factory):
     return tarballs[0], dest, env
 
 
+# What the tarball may hold at its top: the collection alone.
+SHIPPED = {"plugins", "roles", "playbooks", "meta", "docs", "changelogs", "README.md", "LICENSE",
+           "MANIFEST.json", "FILES.json"}
+
+
+@pytest.fixture
+def dirty_tarball(plain_clone, tmp_path_factory):
+    """A build from a working copy as a developer has it: the tracked files plus a lab vault, a
+    lab key, caches, a venv and reports (none of which may ship)."""
+    tree = plain_clone("dirty")
+    dirt = ["inventories/lab/group_vars/all/vault.yml", ".lab/id_ed25519", ".lab/vault-pass",
+            ".pytest_cache/v/cache/nodeids", "plugins/modules/__pycache__/feature_flag.cpython-311.pyc",
+            ".venv/bin/python", "reports/rollout-x.md", "tests/output/molecule-x.log", ".ansible/tmp/x",
+            "build/collections/x"]
+    for name in dirt:
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text("not for the tarball\n")
+    out = tmp_path_factory.mktemp("dirty-build")
+    _run(str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(out), str(tree), cwd=tree)
+    with tarfile.open(next(out.glob("gradual-rollout-*.tar.gz"))) as tar:
+        return tar.getnames()
+
+
+def test_tarball_is_the_collection_alone(dirty_tarball):
+    names = dirty_tarball
+    print("tarball entries: %d" % len(names))
+    assert "MANIFEST.json" in names and "galaxy.yml" not in names and "LICENSE" in names
+    tops = {n.split("/", 1)[0] for n in names}
+    assert tops <= SHIPPED, sorted(tops - SHIPPED)
+    for unwanted in ("__pycache__", ".pyc", ".pytest_cache", "vault.yml", "id_ed25519"):
+        assert not any(unwanted in n for n in names), unwanted
+
+
 def test_tarball_leaves_out_dev_files(installed):
     tarball = installed[0]
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
     assert "MANIFEST.json" in names and "galaxy.yml" not in names
-    for unwanted in (".venv/", ".venv-sanity/", ".lab/", "build/", "molecule/"):
-        assert not any(n.startswith(unwanted) for n in names), unwanted
+    assert {n.split("/", 1)[0] for n in names} <= SHIPPED
 
 
 def test_installed_version(installed):
