@@ -72,6 +72,7 @@ secrets() {
 
 down() {
   local ids
+  docker info >/dev/null 2>&1 || { say "no Docker engine answers: no lab to remove"; return 0; }
   ids=$(docker ps -aq --filter label=gradual.lab=1)
   [ -z "$ids" ] || echo "$ids" | xargs docker rm -f >/dev/null
   docker network rm "$NET" >/dev/null 2>&1 || true

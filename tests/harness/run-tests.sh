@@ -65,6 +65,10 @@ run_molecule() {
   done
   local rc=0 pid
   for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  # rollout's create is `make demo`, the README's first command, which must work with no engine
+  # running: stop the one this harness started (one started by hand is left alone, see
+  # docker-down.sh); make demo starts it again under the same owner, so the exit trap stops it.
+  if [ "${#last[@]}" -gt 0 ]; then "$GR_ROOT/$H/docker-down.sh" || true; fi
   for s in "${last[@]}"; do phase "molecule:$s" molecule_one "$s" || rc=1; done
   return "$rc"
 }
@@ -79,6 +83,7 @@ case "$mode" in
     if [ "$mode" = all ]; then containers || exit 1; fi
     step yamllint yamllint -s .
     step ansible-lint ansible-lint -q
+    step changelog antsibull-changelog lint
     step sanity "$H/sanity.sh"
     step pytest-unit pytest_dir tests/unit
     if [ "$mode" = all ]; then

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -125,6 +126,15 @@ def test_every_stage_passed_and_the_report_is_filled():
         assert metrics[name]["status"] == "PASS", metrics[name]
     markdown = (ROOT / "reports" / ("rollout-%s.md" % PLAN)).read_text(encoding="utf-8")
     assert "| Metric | Target | Actual | Status |" in markdown
+
+
+def test_the_demo_saw_no_failed_request_through_nginx():
+    """make demo (create) ran the plan under a request loop through nginx on web1."""
+    timings = json.loads((ROOT / "reports" / "demo-timings.json").read_text(encoding="utf-8"))
+    print("make demo: %s" % timings)
+    loop = timings["requests"]
+    assert loop["failed"] == 0 and loop["sent"] > 50, loop
+    assert set(timings["stages_s"]) == set(STAGES), timings["stages_s"]
 
 
 def test_status_prints_every_stage():
@@ -299,3 +309,22 @@ def test_the_report_and_the_audit_trail_tell_what_happened():
     events = [json.loads(line) for line in (ROOT / "reports" / "notify.jsonl").read_text(encoding="utf-8").splitlines()]
     assert any(e.get("event") == "rolled_back" and e.get("stage") == "w2d11_optimised_limits" for e in events)
     assert any(e.get("event") == "resume" and e.get("stage") == "w3d18_all_caching" for e in events)
+
+
+# ---- last: the dry run of a fresh plan --------------------------------------------------------
+def test_check_diff_on_a_fresh_plan_measures_and_changes_nothing():
+    """rollout.yml --check --diff shows the due stage, its changes and live gate readings, and
+    changes neither the state nor the flags."""
+    assert playbook("playbooks/rollback.yml", "-e", "rollback_reason='molecule: dry run from the baseline'").returncode == 0
+    assert playbook("rollout.yml", "-e", "rollout_action=reset").returncode == 0
+    before = flags_sum("app1")
+    dry = playbook("rollout.yml", "--check", "--diff")
+    status = playbook("rollout.yml", "-e", "rollout_action=status")
+    assert dry.returncode == 0
+    assert "rollout stage: w1d1_migration_safety" in dry.stdout
+    assert "Gate latency and errors: api_slo" in dry.stdout
+    assert "p95_ms" in dry.stdout
+    assert re.search(r"w1d1_migration_safety +pending", status.stdout), status.stdout[-3000:]
+    assert not re.search(r" (running|passed|rolled_back|failed) ", status.stdout), status.stdout[-3000:]
+    assert rows() == []
+    assert flags_sum("app1") == before
