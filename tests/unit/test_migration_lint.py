@@ -289,7 +289,8 @@ def test_vacuum_full_switched_off_is_plain_vacuum(sql):
     assert rules(sql) == set() and lint.lock_of(stmt.node) == "SHARE UPDATE EXCLUSIVE"
 
 
-@pytest.mark.parametrize("sql", ["VACUUM (FULL) t;", "VACUUM (FULL true) t;", "VACUUM (FULL on) t;", "VACUUM (FULL 1) t;"])
+@pytest.mark.parametrize("sql", ["VACUUM (FULL) t;", "VACUUM (FULL true) t;", "VACUUM (FULL on) t;",
+                                 "VACUUM (FULL 1) t;"])
 def test_vacuum_full_switched_on_is_flagged(sql):
     assert rules(sql) == {"vacuum-full"}
 
@@ -501,7 +502,8 @@ class FakeCatalogConnection:
 
 def test_catalog_judges_exactly_and_forgets_what_a_file_changed():
     catalog = lint.Catalog(FakeCatalogConnection())
-    safe = ("ALTER TABLE orders ALTER COLUMN note TYPE varchar(64);\nALTER TABLE orders ALTER COLUMN ref SET NOT NULL;\n"
+    safe = ("ALTER TABLE orders ALTER COLUMN note TYPE varchar(64);\n"
+            "ALTER TABLE orders ALTER COLUMN ref SET NOT NULL;\n"
             "ALTER TABLE orders ADD CONSTRAINT orders_pkey PRIMARY KEY USING INDEX orders_id_key;")
     assert lint.lint_text(safe, "004.up.sql", catalog) == []
     assert "orders" in catalog.forgotten  # the next file may not trust what 004 changed
