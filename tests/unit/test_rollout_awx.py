@@ -57,3 +57,33 @@ def test_no_interactive_prompt_in_any_playbook_or_role():
                 or re.search(r"^\s*pause\s*:\s*\n\s+prompt", text, re.M):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def _task(module: str) -> dict:
+    return next(t for t in configure()["tasks"] if module in t)
+
+
+def test_webhook_url_is_injected_by_a_credential_type_never_in_extra_vars():
+    ctype = _task("awx.awx.credential_type")["awx.awx.credential_type"]
+    field = ctype["inputs"]["fields"][0]
+    assert field["secret"] is True and ctype["inputs"]["required"] == [field["id"]]
+    # the name the callback reads (plugins/callback/rollout_notify.py)
+    assert list(ctype["injectors"]["env"]) == ["GR_ROLLOUT_WEBHOOK_URL"]
+    assert "GR_ROLLOUT_WEBHOOK_URL" in (ROOT / "plugins/callback/rollout_notify.py").read_text()
+    template = _task("awx.awx.job_template")["awx.awx.job_template"]
+    assert "{{ awx_webhook_credential }}" in template["credentials"]
+    for tpl in configure()["vars"]["awx_templates"]:
+        assert not any("webhook" in key or "url" in key for key in tpl["extra_vars"]), tpl
+
+
+def test_notification_template_is_attached_to_every_template_and_the_workflow():
+    notify = _task("awx.awx.notification_template")
+    assert notify["no_log"] is True
+    assert notify["awx.awx.notification_template"]["notification_type"] == "webhook"
+    name = notify["awx.awx.notification_template"]["name"]
+    assert yaml.safe_load((AWX / "vars.yml").read_text())["awx_notification_webhook"] == "rollout-webhook"
+    for module in ("awx.awx.job_template", "awx.awx.workflow_job_template"):
+        spec = _task(module)[module]
+        for event in ("started", "success", "error"):
+            assert spec["notification_templates_%s" % event] == [name], (module, event)
+    assert _task("awx.awx.workflow_job_template")["awx.awx.workflow_job_template"]["notification_templates_approvals"] == [name]
