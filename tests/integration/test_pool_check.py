@@ -3,8 +3,6 @@ a pool saturated by held connections fails the gate, an idle one passes."""
 from __future__ import annotations
 
 import contextlib
-import http.server
-import json
 import threading
 import time
 
@@ -12,6 +10,7 @@ import psycopg2
 import pytest
 
 from ansible_run import run_module
+from json_http import JsonHandler, serve
 
 
 def pg_args(postgres, port=None):
@@ -79,9 +78,7 @@ def test_pgbouncer_saturated_pool_fails_on_utilization_and_waiting(pgbouncer, po
     assert "waiting_max" in res["msg"] and "max_waiting 0" in res["msg"]
 
 
-class PoolHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class PoolHandler(JsonHandler):
     bodies: list = []
     served = 0
 
@@ -89,24 +86,13 @@ class PoolHandler(http.server.BaseHTTPRequestHandler):
         cls = type(self)
         index = min(cls.served, len(cls.bodies) - 1)
         cls.served += 1
-        status, doc = cls.bodies[index]
-        body = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(*cls.bodies[index])
 
 
 @pytest.fixture
 def pool_endpoint():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PoolHandler)
     PoolHandler.served = 0
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve(PoolHandler)
     yield server, f"http://127.0.0.1:{server.server_address[1]}/health/pool"
     server.shutdown()
     server.server_close()

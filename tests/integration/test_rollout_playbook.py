@@ -1,5 +1,6 @@
-"""rollout.yml refuses a bad plan before anything changes: the argument spec and the semantic
-checks name the bad value; the state database is never touched."""
+"""rollout.yml and rollback.yml refuse before anything changes: a bad plan (the argument spec and
+the semantic checks name the bad value), a missing site setting (named), a stage that has passed
+unless rollout_rerun_passed says so - and then the stages it overwrites are marked superseded."""
 from __future__ import annotations
 
 import json
@@ -7,11 +8,13 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 import yaml
+from json_http import JsonHandler, serve
+
+from ansible_collections.gradual.rollout.plugins.module_utils.flags import read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,39 +67,18 @@ def test_status_of_a_good_plan_prints_the_table(tmp_path, postgres, pg_db):
 
 # --- a passed stage runs again only by its own override ----------------------------------------
 
-class FakeApp:
+class FakeApp(JsonHandler):
     """/health answers 200 and /api/flags serves what the flags file holds, as the app would after
     reading it (the flags of these tests never change, so no reload is needed)."""
 
-    def __init__(self, flags_path: Path):
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    flags_path: Path
 
-        from ansible_collections.gradual.rollout.plugins.module_utils.flags import read_env_file
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
-                if self.path == "/api/flags":
-                    flags = {k: {"value": v, "source": "env"} for k, v in read_env_file(str(flags_path))[1].items()}
-                    body = json.dumps({"flags": flags}).encode()
-                else:
-                    body = b'{"status": "ok"}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+    def do_GET(self):  # noqa: N802 - http.server's name
+        if self.path == "/api/flags":
+            values = read_env_file(str(self.flags_path))[1]
+            self.reply(200, {"flags": {k: {"value": v, "source": "env"} for k, v in values.items()}})
+        else:
+            self.reply(200, {"status": "ok"})
 
 
 def rerun_plan():
@@ -110,11 +92,13 @@ def rerun_plan():
 def app_host(tmp_path):
     flags = tmp_path / "flags.env"
     flags.write_text("USE_X=true\nLIMIT=10\n")
-    app = FakeApp(flags)
-    yield ["-e", json.dumps({"rollout_app_port": app.port, "rollout_flags_path": str(flags),
+    FakeApp.flags_path = flags
+    app = serve(FakeApp)
+    yield ["-e", json.dumps({"rollout_app_port": app.server_address[1], "rollout_flags_path": str(flags),
                              "rollout_audit_file": str(tmp_path / "audit" / "flags.jsonl"),
                              "rollout_report_dir": str(tmp_path / "reports"), "rollout_health_timeout": 4})], flags
-    app.stop()
+    app.shutdown()
+    app.server_close()
 
 
 def statuses(postgres, db):
