@@ -16,7 +16,9 @@ description:
     check mode and returns nothing (no failure) when the schema does not exist yet.
   - O(operation=start) resumes the stage's row left C(running) by an interrupted run, or inserts a
     new one. With O(supersede), the latest row of each named stage, when C(passed), becomes
-    C(superseded) in the same transaction (an earlier stage runs again and overwrites what they set). O(operation=progress) records a finished batch. O(operation=finish) closes the row as
+    C(superseded) in the same transaction (an earlier stage runs again and overwrites what they
+    set).
+  - O(operation=progress) records a finished batch. O(operation=finish) closes the row as
     C(passed), C(failed) or C(rolled_back).
   - O(operation=reset) deletes every row of the plan (a lab or a demo starting over); the rows are
     returned as RV(rows) for the record.
@@ -258,9 +260,9 @@ class State:
         latest = latest_by_stage(rows)
         marked = []
         for row in [latest[s] for s in stages if (latest.get(s) or {}).get("status") == "passed"]:
+            who = " by %s" % actor if actor else ""
             reason = ("superseded: stage %s was run again%s and set again what this stage had set "
-                      "(passed at %s); it runs again after it" % (by, " by %s" % actor if actor else "",
-                                                                   row.get("finished_at") or "-"))
+                      "(passed at %s); it runs again after it" % (by, who, row.get("finished_at") or "-"))
             if self.module.check_mode:
                 marked.append(dict(row, status="superseded", reason=reason))
             else:
