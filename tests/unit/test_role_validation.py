@@ -26,8 +26,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = ROOT / "build" / "collections"
-PLAYBOOK_BIN = shutil.which("ansible-playbook", path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                                       os.environ.get("PATH", "")]))
+PLAYBOOK_BIN = shutil.which("ansible-playbook",
+                            path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 TRIPWIRE = "/nonexistent/gradual-rollout-tripwire/python"
 SPEC_TASK = "Validating arguments against arg spec"
 SPEC, ASSERT = "spec", "assert"
