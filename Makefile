@@ -9,7 +9,7 @@ export ANSIBLE_VAULT_PASSWORD_FILE := $(CURDIR)/.lab/vault-pass
 endif
 
 .PHONY: help demo test test-fast venv deps docker image lab-up lab-down lab-status lint sanity \
-        unit integration molecule build bench clean
+        unit integration molecule build bench clean ee
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -61,6 +61,9 @@ integration: venv
 
 build: venv  ## build the collection tarball into build/
 	ansible-galaxy collection build --force --output-path build/
+
+ee: venv image  ## build (or reuse) the execution environment gradual/rollout-ee (ansible-builder)
+	@$(H)/ee.sh
 
 bench: deps image  ## run the benchmarks, results in bench/results/*.json
 	@$(H)/bench.sh
