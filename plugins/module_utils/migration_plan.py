@@ -91,7 +91,7 @@ def discover(path: str) -> list[Migration]:
     for entry in sorted(os.listdir(path)):
         if not entry.endswith(".sql"):
             continue
-        match = FILE_RE.match(entry)
+        match = FILE_RE.fullmatch(entry)
         if not match:
             raise PlanError("%s does not follow NNN_name.up.sql / NNN_name.down.sql: rename it"
                             % os.path.join(path, entry))

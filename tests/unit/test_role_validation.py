@@ -61,6 +61,9 @@ CASES = [
     ("redis", "duration", {"redis_timeout": -1}, ASSERT, "redis_timeout=-1: expected idle seconds"),
     ("redis", "duration_type", {"redis_timeout": "5m"}, SPEC, "argument 'redis_timeout' is of type str"),
     ("redis", "port", {"redis_port": 70000}, ASSERT, "redis_port=70000: expected a TCP port, 1 to 65535"),
+    # a pattern ending in $ matched before a final newline (issue #20 item 5): full matches now
+    ("redis", "size_newline", {"redis_maxmemory": "256mb\n"}, ASSERT, "expected a size like 256mb, 2gb or 0"),
+    ("nginx", "size_newline", {"nginx_client_max_body_size": "10m\n"}, ASSERT, "nginx_client_max_body_size="),
     ("redis", "enum", {"redis_maxmemory_policy": "lru"}, SPEC, "redis_maxmemory_policy must be one of"),
     ("postgresql", "size", {"postgresql_shared_buffers_mb": 0}, ASSERT,
      "postgresql_shared_buffers_mb=0: expected 1 to 8388607 MiB as a plain number"),
@@ -168,7 +171,7 @@ def _tasks(report: dict) -> list[dict]:
     return [task for play in report["plays"] for task in play["tasks"]]
 
 
-def _check_refused(report: dict, role: str, host: str, where: str, expected: str) -> None:
+def _check_refused(report: dict, role: str, host: str, where: str, expected: str, bad: dict | None = None) -> None:
     tasks = _tasks(report)
     assert tasks, f"no JSON report: {report.get('_stdout', '')[-2000:]} {report['_stderr'][-2000:]}"
     assert report["rc"] != 0
@@ -188,14 +191,15 @@ def _check_refused(report: dict, role: str, host: str, where: str, expected: str
     else:
         assert f"/roles/{role}/tasks/validate.yml:" in failing["task"]["path"]
         message = result["msg"]
-        assert "\n" not in message and expected in message, message
+        # the message quotes the bad value, which may itself hold the newline under test
+        assert message.count("\n") == sum(str(v).count("\n") for v in (bad or {}).values()) and expected in message, message
         assert message.endswith("Nothing was changed.")
 
 
 @pytest.mark.parametrize(("role", "klass", "bad", "where", "expected"), CASES,
                          ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_bad_value_refused_in_validation(runs, role, klass, bad, where, expected):
-    _check_refused(runs["bad"], role, _host(role, klass), where, expected)
+    _check_refused(runs["bad"], role, _host(role, klass), where, expected, bad)
 
 
 def test_no_task_beyond_validation_ran(runs):
