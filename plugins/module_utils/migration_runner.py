@@ -10,6 +10,7 @@ CONCURRENTLY steps cannot share a transaction with the ledger: they are made ide
 """
 from __future__ import annotations
 
+import datetime
 import getpass
 import random
 import socket
@@ -159,6 +160,12 @@ class Ladder:
         return max(0.0, (self.sleep_ms + random.uniform(-spread, spread)) / 1000.0)
 
 
+# Ledger columns added after 1.0.0 (name, type), nullable and without default so that adding them to
+# an existing ledger is a catalog change only: the restore point taken before the run that applied
+# the migration (pg_migrate backup_method=restore_point) and its WAL position.
+LEDGER_UPGRADE = (("restore_point", "text"), ("restore_lsn", "pg_lsn"))
+
+
 @dataclass
 class Ledger:
     schema: str = "gradual"
@@ -179,26 +186,65 @@ class Ledger:
             " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
             " started timestamptz NOT NULL DEFAULT now(), finished timestamptz,"
             " duration_ms bigint, applied_by text NOT NULL DEFAULT current_user,"
-            " steps_done integer NOT NULL DEFAULT 0, steps_total integer NOT NULL)"
+            " steps_done integer NOT NULL DEFAULT 0, steps_total integer NOT NULL,"
+            " restore_point text, restore_lsn pg_lsn)"
         ).format(schema=pgsql.Identifier(self.schema), tbl=self.ident())
         with conn.cursor() as cur:
             cur.execute(ddl)
 
+    def missing_columns(self, conn) -> list:
+        """Columns of LEDGER_UPGRADE a ledger made by an older version lacks (none when absent)."""
+        with conn.cursor() as cur:
+            cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
+                        " AND NOT attisdropped", (self.ident().as_string(conn),))
+            have = {row[0] for row in cur.fetchall()}
+        return [name for name, _type in LEDGER_UPGRADE if have and name not in have]
+
+    def ensure(self, conn) -> list:
+        """Create the ledger, or give one made by an older version the columns it lacks (a nullable
+        column without default: a catalog change, taken under a short lock_timeout). Returns the
+        columns added."""
+        if not self.exists(conn):  # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database
+            self.create(conn)
+            return []
+        missing = self.missing_columns(conn)
+        if missing:
+            types = dict(LEDGER_UPGRADE)
+            alter = pgsql.SQL("ALTER TABLE {} ").format(self.ident()) + pgsql.SQL(", ").join(
+                pgsql.SQL("ADD COLUMN IF NOT EXISTS {} " + types[name]).format(pgsql.Identifier(name))
+                for name in missing)
+            autocommit = conn.autocommit
+            conn.autocommit = False  # one transaction: the lock_timeout lasts for it alone
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT set_config('lock_timeout', '5s', true)")
+                    cur.execute(alter)
+                conn.commit()
+            except psycopg2.Error:
+                conn.rollback()
+                raise
+            finally:
+                conn.autocommit = autocommit
+        return missing
+
     def rows(self, conn) -> dict:
         if not self.exists(conn):
             return {}
+        missing = self.missing_columns(conn)
+        extra = "".join(", NULL" if name in missing else ", %s::text" % name for name, _type in LEDGER_UPGRADE)
         query = pgsql.SQL("SELECT version, name, checksum, finished IS NOT NULL, steps_done, steps_total,"
-                          " started::text, finished::text, duration_ms, applied_by FROM {}").format(self.ident())
+                          " started::text, finished::text, duration_ms, applied_by%s FROM {}" % extra).format(self.ident())
         with conn.cursor() as cur:
             cur.execute(query)
             keys = ("version", "name", "checksum", "complete", "steps_done", "steps_total", "started",
-                    "finished", "duration_ms", "applied_by")
+                    "finished", "duration_ms", "applied_by") + tuple(name for name, _type in LEDGER_UPGRADE)
             return {int(row[0]): dict(zip(keys, row)) for row in cur.fetchall()}
 
-    def start(self, cur, mig, checksum: str, steps_total: int) -> None:
-        cur.execute(pgsql.SQL("INSERT INTO {} (version, name, checksum, applied_by, steps_total)"
-                              " VALUES (%s, %s, %s, %s, %s)").format(self.ident()),
-                    (mig.version, mig.name, checksum, applied_by(), steps_total))
+    def start(self, cur, mig, checksum: str, steps_total: int, restore_point: dict | None = None) -> None:
+        point = restore_point or {}
+        cur.execute(pgsql.SQL("INSERT INTO {} (version, name, checksum, applied_by, steps_total, restore_point,"
+                              " restore_lsn) VALUES (%s, %s, %s, %s, %s, %s, %s::pg_lsn)").format(self.ident()),
+                    (mig.version, mig.name, checksum, applied_by(), steps_total, point.get("name"), point.get("lsn")))
 
     def advance(self, cur, version: str, steps_done: int, finished: bool) -> None:
         query = ("UPDATE {} SET steps_done = %s, finished = CASE WHEN %s THEN clock_timestamp() END,"
@@ -228,6 +274,131 @@ def applied_by() -> str:
     return "%s@%s" % (user, socket.gethostname())
 
 
+# ----------------------------------------------------------------- point-in-time recovery
+# What the server says about WAL archiving, in one read: the settings, pg_stat_archiver, the WAL
+# segment being written, and whether this login may create a restore point.
+ARCHIVING_QUERY = """
+SELECT current_setting('archive_mode'), current_setting('archive_command'),
+       coalesce(current_setting('archive_library', true), ''),
+       (SELECT setting::int FROM pg_settings WHERE name = 'archive_timeout'),
+       current_setting('wal_level'),
+       (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'),
+       pg_is_in_recovery(),
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END,
+       has_function_privilege('pg_create_restore_point(text)', 'EXECUTE'),
+       s.archived_count, s.last_archived_wal, s.last_archived_time, s.failed_count, s.last_failed_wal,
+       s.last_failed_time, s.stats_reset, now(), current_user
+  FROM pg_stat_archiver s
+"""
+ARCHIVING_KEYS = ("archive_mode", "archive_command", "archive_library", "archive_timeout_s", "wal_level",
+                  "wal_segment_size", "in_recovery", "current_wal", "may_create", "archived_count",
+                  "last_archived_wal", "last_archived_time", "failed_count", "last_failed_wal",
+                  "last_failed_time", "stats_reset", "now", "user")
+
+# How old the last archived segment may be, in archive_timeouts, while completed segments wait.
+STALE_TIMEOUTS = 2
+STALE_MIN_S = 60
+
+
+def read_archiving(conn) -> dict:
+    """ARCHIVING_QUERY's answer as a dict (ARCHIVING_KEYS)."""
+    with conn.cursor() as cur:
+        cur.execute(ARCHIVING_QUERY)
+        return dict(zip(ARCHIVING_KEYS, cur.fetchone()))
+
+
+def _segno(name, segment_size: int):
+    """Segment number of a WAL file name (24 hex digits first; .partial/.backup suffixes allowed)."""
+    head = (name or "")[:24]
+    try:
+        log, seg = int(head[8:16], 16), int(head[16:24], 16)
+    except ValueError:
+        return None
+    if len(head) < 24 or not segment_size:
+        return None
+    return log * (0x100000000 // segment_size) + seg
+
+
+def when_text(value) -> str:
+    if value is None:
+        return "never"
+    if isinstance(value, datetime.datetime):
+        return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return str(value)
+
+
+def archiving_problems(facts: dict) -> list:
+    """What makes the archive unfit to recover to a restore point, each naming what is wrong and
+    what to do; [] when archiving is healthy. FACTS: read_archiving(). Pure."""
+    fix = ("fix archive_command/archive_library before migrating (the archiver's errors are in the"
+           " server log; the archiving tool's own check, e.g. pgbackrest check, tests the whole path)")
+    if facts["in_recovery"]:
+        return ["the server is in recovery (a standby): run pg_migrate on the primary"]
+    problems = []
+    if facts["archive_mode"] not in ("on", "always"):
+        problems.append("archive_mode is %s: WAL is not archived, so a restore point cannot be recovered to;"
+                        " set archive_mode = on and an archive_command or archive_library (a restart),"
+                        " or use backup_method=pg_dump" % facts["archive_mode"])
+    elif not (facts["archive_command"] or "").strip() and not (facts["archive_library"] or "").strip():
+        problems.append("archive_mode is on but neither archive_command nor archive_library is set: WAL"
+                        " accumulates in pg_wal and nothing is archived; set one (a reload)")
+    if facts["wal_level"] == "minimal":
+        problems.append("wal_level is minimal: restore points need wal_level = replica or logical (a restart)")
+    if not facts["may_create"]:
+        problems.append("role %s may not call pg_create_restore_point(text): GRANT EXECUTE ON FUNCTION"
+                        " pg_create_restore_point(text) TO %s (or run as a superuser)" % (facts["user"], facts["user"]))
+    if problems:
+        return problems
+    last_ok, last_bad = facts["last_archived_time"], facts["last_failed_time"]
+    if last_bad is not None and (last_ok is None or last_bad >= last_ok):
+        problems.append("archiving is failing: last failed WAL %s at %s, last archived %s at %s (%d failure(s)"
+                        " since %s); %s" % (facts["last_failed_wal"], when_text(last_bad),
+                                            facts["last_archived_wal"] or "none", when_text(last_ok),
+                                            facts["failed_count"] or 0, when_text(facts["stats_reset"]), fix))
+    elif last_ok is None:
+        problems.append("no WAL segment has been archived since %s (pg_stat_archiver.archived_count = 0),"
+                        " so nothing shows that the archive works: archive one (SELECT pg_switch_wal(), or"
+                        " the archiving tool's check) and migrate once pg_stat_archiver shows it"
+                        % when_text(facts["stats_reset"]))
+    elif facts["archive_timeout_s"]:
+        age = (facts["now"] - last_ok).total_seconds()
+        limit = max(STALE_MIN_S, STALE_TIMEOUTS * facts["archive_timeout_s"])
+        last, current = (_segno(facts["last_archived_wal"], facts["wal_segment_size"]),
+                         _segno(facts["current_wal"], facts["wal_segment_size"]))
+        waiting = current - last - 1 if last is not None and current is not None else 0
+        if age > limit and waiting > 0:
+            problems.append("archiving is stalled: the last WAL archived, %s, was at %s (%d s ago, over %d x"
+                            " archive_timeout = %d s) and %d completed segment(s) wait up to %s; a hung"
+                            " archive_command fails nothing; %s"
+                            % (facts["last_archived_wal"], when_text(last_ok), age, STALE_TIMEOUTS,
+                               facts["archive_timeout_s"], waiting, facts["current_wal"], fix))
+    return problems
+
+
+# A restore point name is at most 63 bytes (MAXFNAMELEN - 1).
+RESTORE_POINT_MAX = 63
+
+
+def restore_point_name(version: str, direction: str = "up", when: datetime.datetime | None = None) -> str:
+    """gradual_before_<version>_<YYYYmmddTHHMMSSZ> (gradual_before_down_<version>_... before a
+    rollback): says which migration it precedes and when; at most RESTORE_POINT_MAX bytes."""
+    when = when or datetime.datetime.now(datetime.timezone.utc)
+    stamp = when.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    middle = version if direction == "up" else "down_" + version
+    name = "gradual_before_%s_%s" % (middle, stamp)
+    if len(name) > RESTORE_POINT_MAX:
+        name = "gradual_before_%s_%s" % (middle[:RESTORE_POINT_MAX - len(stamp) - 16], stamp)
+    return name
+
+
+def create_restore_point(conn, name: str) -> dict:
+    """pg_create_restore_point(NAME): {name, lsn, time} (the server's clock, ISO 8601)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_create_restore_point(%s)::text, clock_timestamp()", (name,))
+        lsn, when = cur.fetchone()
+    return dict(name=name, lsn=lsn, time=when.isoformat())
+
+
 @dataclass
 class Runner:
     """Runs the steps of a planned migration on CONN (autocommit connection)."""
@@ -239,6 +410,7 @@ class Runner:
     blocker_wait_s: float = 60.0
     cancel_autovacuum: bool = True
     probe_s: float = 0.1
+    restore_point: dict | None = None  # {name, lsn, time}: recorded in the rows this run starts
     records: list = field(default_factory=list)
     _noted: set = field(default_factory=set)  # autovacuum pids already reported as not cancelled
     _may_set_deadlock: bool | None = None  # may this login SET deadlock_timeout (read once)
@@ -252,7 +424,7 @@ class Runner:
         done = row["steps_done"] if row else 0
         if row is None:
             with self.conn.cursor() as cur:
-                self.ledger.start(cur, mig, checksum, len(plan.steps))
+                self.ledger.start(cur, mig, checksum, len(plan.steps), self.restore_point)
         total = len(plan.steps)
         try:
             for index in range(done, total):

@@ -72,11 +72,41 @@ options:
     default: false
   backup:
     description:
-      - Dump the database with C(pg_dump -Fc) before changing anything (only when there is work to do).
+      - Take a backup point before changing anything (only when there is work to do), the way
+        O(backup_method) says; by default a dump with C(pg_dump -Fc).
       - The dump is written to C(<backup_dir>/<db>/<db>_<YYYYmmddTHHMMSSZ>.dump), mode 0600, with
         C(<dump>.sha256) beside it in C(sha256sum) format (the backup role's convention).
     type: bool
     default: false
+  backup_method:
+    description:
+      - What O(backup=true) takes. Without O(backup=true) this option does nothing.
+      - C(pg_dump) (the default, the behaviour before this option existed) dumps the database as
+        O(backup) describes.
+      - C(restore_point) first checks that the server archives WAL and that archiving is healthy, that is
+        C(archive_mode) C(on) (or C(always)), C(archive_command) or C(archive_library) set,
+        C(wal_level) above C(minimal), the login allowed to call C(pg_create_restore_point), and
+        C(pg_stat_archiver) showing a success and no failure newer than it (when C(archive_timeout) is
+        set, a last success older than twice C(archive_timeout), at least 60 s, while completed
+        segments wait counts as stalled). Any of these wrong fails the task before any change (in
+        check mode too), naming what is wrong. Right before the first migration of the run it then
+        creates a named restore point, C(gradual_before_<version>_<YYYYmmddTHHMMSSZ>)
+        (C(gradual_before_down_<version>_...) before a rollback), returned in RV(restore_point) and
+        recorded with its LSN in the C(restore_point) and C(restore_lsn) columns of the ledger rows of
+        the migrations this run starts. A migration resumed from an earlier run keeps the restore
+        point of the run that started it.
+      - C(both) does the C(restore_point) checks first, then the dump, then the restore point.
+      - A restore point is a recovery target, not a backup; recovering to it needs a base backup
+        taken before it and every archived WAL segment from that backup up to it. To go back to just
+        before a migration, restore a base backup older than the restore point into a new data
+        directory and recover with C(recovery_target_name) set to the name in the ledger (and
+        C(recovery_target_action = promote) or C(pause) to inspect first); the archiving tool's
+        restore command usually takes the same name (for example a C(--type=name --target=<name>)
+        option). Recovery rewinds the whole cluster, every database in it, not only the migrated one;
+        rehearse it in a restore drill before relying on it.
+    type: str
+    choices: [pg_dump, restore_point, both]
+    default: pg_dump
   backup_dir:
     description: Root directory of the dumps taken when O(backup=true).
     type: path
@@ -160,6 +190,9 @@ requirements:
   - psycopg2
 notes:
   - Supports C(check_mode) (plan only) and C(diff) (version before and after).
+  - The ledger has C(restore_point) and C(restore_lsn) columns; a ledger made before they existed
+    is given them (nullable, no default, so a catalog change only) by the first run that has
+    work to do. Check mode says so in RV(log) and changes nothing.
   - Lock timeouts are the runner's job; the SQL files do not need C(SET lock_timeout).
   - No statement queues writes behind it for longer than a rung of the ladder, but an index build
     or a C(VALIDATE) scan of a large table uses CPU and WAL for its whole length, and PostgreSQL
@@ -184,6 +217,15 @@ EXAMPLES = r"""
     login_password: "{{ vault_pg_migrator_password }}"
     autofix: true
     backup: true
+
+- name: Apply pending migrations after a named restore point (archiving checked first)
+  gradual.rollout.pg_migrate:
+    path: /srv/app/migrations
+    db: app
+    backup: true
+    backup_method: restore_point
+  register: migrated
+  # migrated.restore_point.name is the recovery_target_name of "just before this run"
 
 - name: Roll back to version 001
   gradual.rollout.pg_migrate:
@@ -252,6 +294,18 @@ backup_file:
   description: Path of the dump taken when O(backup=true) and there was work to do.
   returned: when a dump was taken
   type: str
+restore_point:
+  description:
+    - The restore point created before the first migration of the run (O(backup_method)); in check
+      mode the one a run would create now, with C(lsn) and C(time) null.
+    - Recover to it with C(recovery_target_name) set to C(name).
+  returned: when O(backup=true), O(backup_method) is C(restore_point) or C(both), and there was work to do
+  type: dict
+  contains:
+    name: {description: "Restore point name, C(gradual_before_<version>_<YYYYmmddTHHMMSSZ>).", type: str}
+    lsn: {description: "WAL position returned by C(pg_create_restore_point), e.g. C(0/3000090).", type: str}
+    time: {description: Server time of its creation (ISO 8601)., type: str}
+  sample: {name: gradual_before_003_20261206T232130Z, lsn: 0/3000090, time: "2026-12-06T23:21:30.512+00:00"}
 log:
   description: Retries, kept indexes, rebuilt INVALID indexes.
   returned: always
@@ -288,6 +342,7 @@ def argument_spec() -> dict:
         ledger_table=dict(type="str", default="schema_migrations"),
         autofix=dict(type="bool", default=False),
         backup=dict(type="bool", default=False),
+        backup_method=dict(type="str", default="pg_dump", choices=["pg_dump", "restore_point", "both"]),
         backup_dir=dict(type="path", default="/var/backups/postgresql"),
         pg_dump_path=dict(type="path"),
         lock_timeout_ms=dict(type="int", default=100),
@@ -432,6 +487,28 @@ def take_backup(module) -> str:
     return dump
 
 
+def check_archiving(module, conn, result: dict) -> None:
+    """Fail, before any change, unless the server archives WAL healthily (backup_method
+    restore_point or both)."""
+    try:
+        facts = mrun.read_archiving(conn)
+    except mrun.psycopg2.Error as exc:
+        module.fail_json(msg="cannot read the archiving state (pg_stat_archiver, archive settings), nothing"
+                         " migrated: %s" % str(exc).strip(), **result)
+    problems = mrun.archiving_problems(facts)
+    if problems:
+        module.fail_json(msg="backup_method=%s: refusing to migrate, nothing changed: %s"
+                         % (module.params["backup_method"], "; ".join(problems)), **result)
+    result["log"].append("archiving healthy: archive_mode %s, last archived %s at %s, %d failure(s) since %s"
+                         % (facts["archive_mode"], facts["last_archived_wal"], mrun.when_text(facts["last_archived_time"]),
+                            facts["failed_count"] or 0, mrun.when_text(facts["stats_reset"])))
+
+
+def wants(module, method: str) -> bool:
+    """Whether backup=true asks for METHOD (pg_dump or restore_point)."""
+    return bool(module.params["backup"]) and module.params["backup_method"] in (method, "both")
+
+
 RUNNER_SETTINGS = ("lock_timeout", "statement_timeout")
 
 
@@ -465,10 +542,23 @@ def execute(module, conn, ledger, plans: list, rows: dict, result: dict) -> None
                          blocker_wait_s=module.params["blocker_wait_s"],
                          cancel_autovacuum=module.params["cancel_autovacuum"])
     result["statements"] = runner.records
+    runner.log[:0] = result["log"]
     result["log"] = runner.log
     try:
-        if not ledger.exists(conn):  # CREATE SCHEMA IF NOT EXISTS needs CREATE on the database
-            ledger.create(conn)
+        added = ledger.ensure(conn)
+        if added:
+            runner.log.append("ledger %s.%s upgraded: added column(s) %s"
+                              % (ledger.schema, ledger.table, ", ".join(added)))
+        if wants(module, "restore_point"):
+            direction, first, _plan = plans[0]
+            try:
+                point = mrun.create_restore_point(conn, mrun.restore_point_name(first.version, direction))
+            except mrun.psycopg2.Error as exc:
+                module.fail_json(msg="pg_create_restore_point failed, nothing migrated: %s" % str(exc).strip(),
+                                 **result)
+            runner.restore_point = result["restore_point"] = point
+            runner.log.append("restore point %s at %s before %s %s (recovery_target_name = '%s')"
+                              % (point["name"], point["lsn"], direction, first.version, point["name"]))
         for direction, mig, fplan in plans:
             if direction == "up":
                 runner.apply(mig, fplan, mig.checksum(), rows.get(mig.number))
@@ -523,10 +613,25 @@ def main() -> None:
                               before_header="%s.%s" % (ledger.schema, ledger.table),
                               after_header="%s.%s" % (ledger.schema, ledger.table))
     fail_on_blocking(module, plans, result)
+    if not module.params["backup"] and module.params["backup_method"] != "pg_dump":
+        module.warn("backup_method=%s does nothing without backup=true: no restore point is created"
+                    % module.params["backup_method"])
+    if plans and module.check_mode:
+        missing = ledger.missing_columns(conn) if ledger.exists(conn) else []
+        if missing:
+            result["log"].append("ledger %s.%s lacks column(s) %s: a run adds them" % (
+                ledger.schema, ledger.table, ", ".join(missing)))
+    if plans and wants(module, "restore_point"):
+        check_archiving(module, conn, result)
+        if module.check_mode:
+            direction, first, _plan = plans[0]
+            result["restore_point"] = dict(name=mrun.restore_point_name(first.version, direction), lsn=None, time=None)
+            result["log"].append("would create restore point %s before %s %s" % (
+                result["restore_point"]["name"], direction, first.version))
     if module.check_mode or not plans:
         result["changed"] = bool(plans)
         module.exit_json(**result)
-    if module.params["backup"]:
+    if wants(module, "pg_dump"):
         result["backup_file"] = take_backup(module)
     execute(module, conn, ledger, plans, rows, result)
     result["version_after"] = version_label(current_version(ledger.rows(conn)), migrations)
