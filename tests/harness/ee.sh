@@ -20,7 +20,7 @@ export PATH="$GR_ROOT/.venv/bin:$PATH"
 
 EE_IMAGE=${EE_IMAGE:-gradual/rollout-ee}
 BASE=${EE_BASE_IMAGE:-$GR_IMAGE:latest}
-DEF_FILES=(execution-environment.yml ee-galaxy.yml ee-requirements.txt ee-bindep.txt)
+DEF_FILES=(execution-environment.yml ee-requirements.txt ee-bindep.txt)
 
 need_cmd docker "apt-get install docker.io"
 if [ ! -x .venv/bin/ansible-builder ] || [ ! -x .venv/bin/ansible-galaxy ]; then die "no .venv with ansible-builder: run make venv"; fi
@@ -85,6 +85,10 @@ if ! ansible-builder "${args[@]}" >"$log" 2>&1; then
   die "ansible-builder build failed (full log: $log)"
 fi
 docker tag "$TAG" "$EE_IMAGE:latest"
+# Older builds: each holds its own final-stage layers (hundreds of MB); keep only this one.
+docker images "$EE_IMAGE" --format '{{.Tag}}' | grep -vxE "latest|$HASH" | while read -r old; do
+  docker rmi "$EE_IMAGE:$old" >/dev/null 2>&1 || true
+done
 size=$(docker image inspect -f '{{.Size}}' "$TAG")
 say "built $TAG in $(( $(date +%s) - start ))s ($(( size / 1000000 )) MB, base $BASE)"
 echo "$TAG"
