@@ -2,10 +2,12 @@
 meta/execution-environment.yml and the context carries the Python libraries the rollout needs, the
 Debian package manager, the collections from PyPI and this collection from its own tarball.
 
-Building the image takes minutes cold (see tests/harness/ee.sh, `make ee`): the build and a run
-through ansible-runner in it are tested on the lab, in molecule/rollout/tests/test_rollout_ee.py."""
+The image itself (tests/harness/ee.sh, `make ee`; cached by content hash: seconds warm, about 6
+minutes cold) is built here and ansible-runner checks rollout.yml in it; runs against the lab
+(status, one stage) are in molecule/rollout/tests/test_rollout_ee.py."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -62,3 +64,29 @@ def test_the_ee_needs_no_galaxy_and_installs_with_apt_get(context):
     assert {"src": "gradual-rollout.tar.gz", "dest": "collection"} in definition["additional_build_files"]
     bindep = (context / "_build" / "bindep.txt").read_text(encoding="utf-8")
     assert "postgresql-client [platform:dpkg]" in bindep and "openssh-client [platform:dpkg]" in bindep
+
+
+def _docker_answers() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "info"], capture_output=True, check=False, timeout=60).returncode == 0
+
+
+@pytest.mark.skipif(not EE.exists() or not _docker_answers(), reason="no EE definition or no Docker engine")
+def test_the_ee_builds_and_ansible_runner_runs_a_playbook_in_it():
+    """tests/harness/ee.sh (make ee): reused in seconds when nothing changed, about 10 s after a
+    change to the collection, minutes cold. Then ansible-runner in the image checks rollout.yml
+    (no lab needed: --syntax-check on the default bridge network)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
+    build = subprocess.run([str(ROOT / "tests" / "harness" / "ee.sh")], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=1800, check=False)
+    assert build.returncode == 0, build.stderr[-3000:]
+    tag = build.stdout.strip().splitlines()[-1]
+    listing = subprocess.run(["docker", "run", "--rm", tag, "ansible-galaxy", "collection", "list"],
+                             capture_output=True, text=True, timeout=300, check=True).stdout
+    for name in ("gradual.rollout", "community.postgresql", "community.general", "ansible.posix", "awx.awx"):
+        assert name in listing, listing
+    run = subprocess.run([str(ROOT / "tests" / "harness" / "ee-run.sh"), "rollout.yml", "--syntax-check"], cwd=ROOT,
+                         env={**env, "EE_NETWORK": "bridge", "EE_IMAGE": tag}, capture_output=True, text=True,
+                         timeout=600, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "ee-run: successful rc=0" in run.stdout, run.stdout[-3000:]
