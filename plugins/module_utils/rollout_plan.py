@@ -21,7 +21,7 @@ GATE_TYPES = ("http_slo", "pool_check", "cache_check")
 ACTION_KEYS = ("flags", "migrate", "lint")
 # What a stage's actions.migrate may set: the target and the pg_migrate options a plan tunes per
 # stage (the rest - paths, connection, ledger - belong to the inventory).
-MIGRATE_OPTIONS = ("target", "autofix", "backup", "lock_timeout_ms", "lock_timeout_max_ms", "lock_timeout_factor",
+MIGRATE_OPTIONS = ("target", "autofix", "backup", "backup_method", "lock_timeout_ms", "lock_timeout_max_ms", "lock_timeout_factor",
                    "lock_retries", "retry_sleep_ms", "concurrent_lock_timeout_ms", "blocker_wait_s",
                    "cancel_autovacuum", "session_settings")
 # superseded: the stage had passed, then an earlier stage was run again on request

@@ -81,6 +81,12 @@ def test_each_bad_plan_is_named(mutate, expected):
     assert any(expected in p for p in problems), problems
 
 
+def test_a_stage_may_ask_pg_migrate_for_a_restore_point():
+    plan = good_plan()
+    plan["stages"][2]["actions"]["migrate"].update(backup=True, backup_method="restore_point")
+    assert plan_problems(plan) == []
+
+
 @pytest.mark.parametrize("mutate, expected", [
     (lambda p: p["stages"][0].update(name="one\n"), "name 'one\\n' must match"),
     (lambda p: p["stages"][0]["actions"]["flags"].update({"USE_X\n": "true"}), "flag name 'USE_X\\n'"),
