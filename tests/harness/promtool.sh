@@ -30,11 +30,12 @@ candidate() { apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ {print
 # One fetch at a time (pytest workers, a second checkout): the others wait, then find the cache.
 exec 9>"$cache/.lock"
 flock 9
+: >"$log"
 
 version=$(candidate)
 if [ -z "$version" ] || [ "$version" = "(none)" ]; then
   # No package lists (a fresh container, a cleaned cache): read them once, then ask again.
-  apt-get update -qq >"$log" 2>&1 || die "apt-get update failed, cannot find the prometheus package (see $log)"
+  apt-get update -qq >>"$log" 2>&1 || die "apt-get update failed, cannot find the prometheus package (see $log)"
   version=$(candidate)
   case "$version" in ''|'(none)') die "no 'prometheus' package in the apt sources of this machine (Debian 12 main has it)" ;; esac
 fi
@@ -51,7 +52,7 @@ trap 'rm -rf "$work"' EXIT
 # _apt cannot write into a root-only temporary folder; let it, or apt warns and downloads as root.
 chmod 755 "$work"
 
-download() { (cd "$work" && apt-get download -q "prometheus=$version") >"$log" 2>&1; }
+download() { (cd "$work" && apt-get download -q "prometheus=$version") >>"$log" 2>&1; }
 if ! download; then
   if grep -qE "Unable to locate package|Can't select candidate|Version '.*' for 'prometheus' was not found|404" "$log"; then
     apt-get update -qq >>"$log" 2>&1 || die "apt-get update failed while fetching prometheus $version (see $log)"
