@@ -57,7 +57,7 @@ def test_http_redirects_with_308_and_headers(host):
 
 
 def test_redirect_ignores_a_forged_host_header(host):
-    target = host.check_output("curl -s -o /dev/null -w '%%{redirect_url}' -H 'Host: evil.example' "
+    target = host.check_output("curl -s -o /dev/null -w '%{redirect_url}' -H 'Host: evil.example' "
                                "http://127.0.0.1/login")
     assert target == "https://gradual-rollout.test/login"
 
@@ -167,6 +167,17 @@ def test_a_drain_fails_when_nginx_is_down_and_does_not_start_it(host):
     finally:
         host.run("systemctl start nginx")
     assert fetch(host, "https://127.0.0.1/health")[0] == 200
+
+
+def test_an_nginx_crash_between_drain_and_undrain_fails_the_undrain(host):
+    """Restart=on-failure brings nginx back within seconds: the undrain still notices it went down."""
+    run = playbook("crash.yml")
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "nginx was down and came back while ['stub2'] were drained" in out, out[-3000:]
+    again = playbook("drain.yml")   # a fresh run: drains and undrains stub2 cleanly
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert " down;" not in host.file("/etc/nginx/conf.d/goalgpt-upstream.conf").content_string
 
 
 def test_unit_is_sandboxed_and_a_killed_master_comes_back(host):
