@@ -164,3 +164,40 @@ def test_the_emergency_rollback_names_a_missing_flags_file_before_it_changes_any
     assert proc.returncode != 0
     assert "rollout_flags_path is not set" in proc.stdout, proc.stdout[-3000:]
     assert "Put the baseline flags back" not in proc.stdout
+
+
+# --- the path users take is a gate of every stage (issue #20 item 7) ----------------------------
+def test_a_public_path_that_fails_rolls_the_stage_back(tmp_path, postgres, pg_db, app_host):
+    extra, flags = app_host
+    before = flags.read_text()
+    dead = serve(FakeApp)   # a port that answers nothing once closed
+    port = dead.server_address[1]
+    dead.shutdown()
+    dead.server_close()
+    proc = run(tmp_path, postgres, pg_db, rerun_plan(), *extra,
+               "-e", json.dumps({"rollout_public_url": "http://127.0.0.1:%d/health" % port}))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "ROLLED BACK" in out, out[-3000:]
+    assert "public_path: http_slo: no request to http://127.0.0.1:%d/health got a response" % port in out, out[-3000:]
+    assert statuses(postgres, pg_db) == "one=rolled_back"
+    assert flags.read_text() == before
+
+
+def test_a_public_path_that_answers_lets_the_stage_pass(tmp_path, postgres, pg_db, app_host):
+    extra, _flags = app_host
+    port = json.loads(extra[1])["rollout_app_port"]
+    proc = run(tmp_path, postgres, pg_db, rerun_plan(), *extra,
+               "-e", json.dumps({"rollout_public_url": "http://127.0.0.1:%d/health" % port}))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert re.search(r"public_path.{0,400}'passed': True|\"public_path\".{0,400}\"passed\": true", proc.stdout, re.S), \
+        proc.stdout[-3000:]
+
+
+def test_the_report_is_handed_over_with_set_stats(tmp_path, postgres, pg_db, app_host, monkeypatch):
+    """AWX keeps a job's set_stats as its artifacts; ansible-playbook prints them as custom stats."""
+    extra, _flags = app_host
+    monkeypatch.setenv("ANSIBLE_SHOW_CUSTOM_STATS", "true")
+    proc = run(tmp_path, postgres, pg_db, rerun_plan(), *extra, "-e", "rollout_action=report")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    stats = proc.stdout[proc.stdout.index("CUSTOM STATS"):]
+    assert "gradual_rollout_report_markdown" in stats and "| Metric | Target | Actual | Status |" in stats, stats[-2000:]
