@@ -178,7 +178,7 @@ def test_redis_down_before_the_cache_stage_rolls_back_and_the_app_still_serves()
     flags_before = {h: served_flags(h) for h in APPS}
     docker("exec", "gr-lab-cache1", "systemctl", "stop", "redis-server")
     try:
-        proc = playbook("rollout.yml", "-e", "rollout_ignore_bake=true", "-e", "stage=w3d17_standings_cache")
+        proc = playbook("rollout.yml", "-e", "rollout_ignore_bake=true", "-e", "rollout_rerun_passed=true", "-e", "stage=w3d17_standings_cache")
         assert proc.returncode != 0
         assert "ROLLED BACK" in proc.stdout
         row = latest("w3d17_standings_cache")
@@ -196,7 +196,7 @@ def test_redis_down_before_the_cache_stage_rolls_back_and_the_app_still_serves()
 def test_an_unreachable_app_host_stops_the_stage_and_a_rerun_resumes():
     stage = "w3d17_standings_cache"
     before_id = latest(stage)["id"]
-    run = start_playbook("rollout.yml", "-e", "rollout_ignore_bake=true", "-e", "stage=%s" % stage)
+    run = start_playbook("rollout.yml", "-e", "rollout_ignore_bake=true", "-e", "rollout_rerun_passed=true", "-e", "stage=%s" % stage)
     cut = False
     try:
         running = wait_for(lambda: batch_done(stage, before_id), "the first batch (app1) of %s" % stage)
@@ -231,7 +231,7 @@ def test_an_unreachable_app_host_stops_the_stage_and_a_rerun_resumes():
 def test_a_controller_killed_mid_stage_is_resumed_by_the_next_run():
     stage = "w3d18_all_caching"
     before_id = latest(stage)["id"]
-    run = start_playbook("rollout.yml", "-e", "rollout_ignore_bake=true", "-e", "stage=%s" % stage)
+    run = start_playbook("rollout.yml", "-e", "rollout_ignore_bake=true", "-e", "rollout_rerun_passed=true", "-e", "stage=%s" % stage)
     try:
         running = wait_for(lambda: batch_done(stage, before_id), "the first batch (app1) of %s" % stage)
     finally:
@@ -250,6 +250,33 @@ def test_a_controller_killed_mid_stage_is_resumed_by_the_next_run():
         assert served_flags(host)["CACHE_H2H"] == "true"
     assert drained() == []
     nginx_serves()
+
+
+# ---- nginx crashes while an app host is drained ----------------------------------------------
+def test_an_nginx_crash_mid_stage_rolls_the_stage_back():
+    """Issue #20 item 7: nginx's master killed while app1 is drained. systemd brings it back within
+    seconds (Restart=on-failure), but users saw errors meanwhile: the stage must not pass."""
+    stage = "w3d18_all_caching"
+    flags_before = {h: served_flags(h) for h in APPS}
+    run = start_playbook("rollout.yml", "-e", "rollout_ignore_bake=true", "-e", "rollout_rerun_passed=true",
+                         "-e", "stage=%s" % stage)
+    try:
+        wait_for(lambda: drained() == ["app1"], "app1 drained by the first batch of %s" % stage, 300, 0.1)
+        pid = docker("exec", "gr-lab-web1", "systemctl", "show", "-p", "MainPID", "--value", "nginx").strip()
+        docker("exec", "gr-lab-web1", "kill", "-9", pid)
+        out = run.communicate(timeout=600)[0]
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    print(out[-6000:])
+    assert run.returncode != 0 and "ROLLED BACK" in out
+    row = latest(stage)
+    assert row["status"] == "rolled_back" and "nginx was down and came back" in row["reason"], row
+    for host in APPS:
+        assert served_flags(host) == flags_before[host]
+    wait_for(lambda: get(NGINX + "/health")[0] == 200, "nginx serving again", 60)
+    nginx_serves()
+    assert drained() == []
 
 
 # ---- the emergency rollback -------------------------------------------------------------------
@@ -285,7 +312,7 @@ def test_a_saturated_pool_fails_the_gate_and_the_stage_rolls_back():
     load = subprocess.Popen(["wrk", "-t", "2", "-c", "64", "-d", "240s", "http://%s:3000/api/standings/39" % APPS["app1"]],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        proc = playbook("rollout.yml", "-e", "rollout_ignore_bake=true", "-e", "stage=%s" % stage)
+        proc = playbook("rollout.yml", "-e", "rollout_ignore_bake=true", "-e", "rollout_rerun_passed=true", "-e", "stage=%s" % stage)
     finally:
         os.killpg(load.pid, signal.SIGINT)
         print(load.communicate(timeout=30)[0])
