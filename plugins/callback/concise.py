@@ -13,7 +13,7 @@ description:
     error is printed on one line, naming the role and the variable, instead of the whole result,
     which carries the role's entire argument spec (several KB for a role with many options).
   - Set it with C(stdout_callback = gradual.rollout.concise) in C(ansible.cfg).
-author: gradual.rollout maintainers
+author: gradual.rollout maintainers (@gradual-rollout)
 extends_documentation_fragment:
   - default_callback
   - result_format_callback
@@ -41,8 +41,7 @@ class CallbackModule(DefaultCallback):
         context = res.get("validate_args_context") or {}
         where = " ".join(str(part) for part in (context.get("type", ""), context.get("name", "")) if part)
         for error in errors:
-            self._display.display("fatal: [%s]: FAILED! => %s%s" % (self.host_label(result),
-                                                                  where + ": " if where else "", error),
-                                  color="red", stderr=self.get_option("display_failed_stderr"))
+            line = "fatal: [%s]: FAILED! => %s%s" % (self.host_label(result), where + ": " if where else "", error)
+            self._display.display(line, color="red", stderr=self.get_option("display_failed_stderr"))
         if ignore_errors:
             self._display.display("...ignoring", color="cyan")

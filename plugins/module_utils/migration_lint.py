@@ -951,9 +951,9 @@ def _constraint_findings(table: str, con, ctx: Context) -> list:
         return [_finding("add-unique-without-index",
                          "ADD %s %s on %s builds its index under ACCESS EXCLUSIVE" % (what, name, table),
                          "CREATE UNIQUE INDEX CONCURRENTLY %s ON %s (...); then ALTER TABLE %s ADD "
-                         "CONSTRAINT %s %s USING INDEX %s%s" % (name, table, table, name, what, name,
-                                                               "" if kind == ct.CONSTR_UNIQUE else
-                                                               " (key columns NOT NULL first)"))]
+                         "CONSTRAINT %s %s USING INDEX %s%s"
+                         % (name, table, table, name, what, name,
+                            "" if kind == ct.CONSTR_UNIQUE else " (key columns NOT NULL first)"))]
     if kind == ct.CONSTR_PRIMARY:
         return _primary_key_using_index(table, con, ctx)
     if kind == ct.CONSTR_EXCLUSION:

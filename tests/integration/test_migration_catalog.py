@@ -79,8 +79,8 @@ def test_cli_with_dsn_judges_type_changes_and_not_null_on_the_catalog(postgres, 
     path.write_text(SAFE_ON_THIS_CATALOG)
     blind = run_cli("--format", "json", str(path))
     assert blind.returncode == 1
-    assert {f["rule"] for f in json.loads(blind.stdout)} == {"alter-column-type", "set-not-null",
-                                                            "primary-key-nullable"}
+    assert {f["rule"] for f in json.loads(blind.stdout)} == {
+        "alter-column-type", "set-not-null", "primary-key-nullable"}
     assert all("--dsn" in f["message"] for f in json.loads(blind.stdout) if f["severity"] == "error")
     seen = run_cli("--format", "json", "--dsn", dsn(postgres, orders_db), str(path))
     assert seen.returncode == 0, seen.stdout + seen.stderr

@@ -236,8 +236,8 @@ def trace_verdicts(entries: list, probes: list, relations: dict) -> tuple[list, 
     """Per statement of one traced file: (entry, reasons it is unsafe, [] when safe); and the
     reasons the file cannot be judged (statements the trace skipped)."""
     untraced = ["%s: %s" % (e["statement"], e["skipped"]) for e in entries
-                if "skipped" in e and not e["statement"].upper().startswith(("BEGIN", "COMMIT", "START",
-                                                                               "ROLLBACK", "END"))]
+                if "skipped" in e
+                and not e["statement"].upper().startswith(("BEGIN", "COMMIT", "START", "ROLLBACK", "END"))]
     probes = list(probes)
     held = set()  # (oid, mode, name) of the blocking locks the file's transaction holds
     judged = []

@@ -134,7 +134,7 @@ def test_restore_point_created_and_recorded(archiving, db, tmp_path):
     # the restore point's WAL record reaches the archive once its segment is done
     query(archiving, db, "SELECT pg_switch_wal()")
     segment = query(archiving, db, "SELECT pg_walfile_name(%s::pg_lsn)", (res2["restore_point"]["lsn"],))[0][0]
-    wait_for(lambda: (archiving.base / "wal" / segment).exists(), what="segment %s archived" % segment)
+    wait_for((archiving.base / "wal" / segment).exists, what="segment %s archived" % segment)
 
     down = run_module("pg_migrate", args(archiving, db, migdir, target="001"))
     assert down["rc"] == 0 and down["rolled_back"] == ["002"], down

@@ -107,7 +107,7 @@ def statuses(postgres, db):
 
 def test_a_passed_stage_is_refused_without_rollout_rerun_passed(tmp_path, postgres, pg_db, app_host):
     extra, flags = app_host
-    for _ in range(2):
+    for _attempt in range(2):
         proc = run(tmp_path, postgres, pg_db, rerun_plan(), *extra)
         assert proc.returncode == 0, proc.stdout[-3000:]
     assert statuses(postgres, pg_db) == "one=passed two=passed"
@@ -121,7 +121,7 @@ def test_a_passed_stage_is_refused_without_rollout_rerun_passed(tmp_path, postgr
 
 def test_rollout_rerun_passed_marks_the_overwritten_stages_superseded(tmp_path, postgres, pg_db, app_host):
     extra, _flags = app_host
-    for _ in range(2):
+    for _attempt in range(2):
         assert run(tmp_path, postgres, pg_db, rerun_plan(), *extra).returncode == 0
     proc = run(tmp_path, postgres, pg_db, rerun_plan(), *extra, "-e", "stage=one", "-e", "rollout_rerun_passed=true")
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -147,7 +147,7 @@ def runs(tmp_path_factory) -> dict[str, dict]:
         "[defaults]\nstdout_callback = ansible.posix.json\ncallbacks_enabled = ansible.posix.json\n"
         "interpreter_python = auto_silent\nretry_files_enabled = False\n")
     (workdir / "playbook.yml").write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False))
-    bad = {_host(role, klass): {"role_under_test": role, **ROLES[role][0], **values} for role, klass, values, _, _ in CASES}
+    bad = {_host(role, klass): {"role_under_test": role, **ROLES[role][0], **values} for role, klass, values, _where, _expected in CASES}
     good = {_host(role, "good"): {"role_under_test": role, **common, **values} for role, (common, values) in ROLES.items()}
     jobs = {
         "bad": (_inventory(bad), []),
@@ -204,7 +204,7 @@ def test_bad_value_refused_in_validation(runs, role, klass, bad, where, expected
 
 def test_no_task_beyond_validation_ran(runs):
     """Every alias failed in validation: the run holds no other task of any role."""
-    roles = {role for role, *_ in CASES}
+    roles = {case[0] for case in CASES}
     assert [t["task"]["name"] for t in _tasks(runs["bad"]) if not any(_is_validation(t, r) for r in roles)] == []
     assert all(stats["changed"] == 0 and stats["failures"] == 1 for stats in runs["bad"]["stats"].values())
     assert len(runs["bad"]["stats"]) == len(CASES)
