@@ -43,3 +43,12 @@ def assert_check_changes_nothing(scenario: Path) -> None:
     assert recap, out[-2000:]
     bad = [host for host, changed, unreachable, failed in recap if (changed, unreachable, failed) != ("0", "0", "0")]
     assert not bad, f"--check on converged hosts {bad} reported changes: {changed_tasks(proc.stdout)}"
+
+
+def unit_exposure(host, unit: str) -> float:
+    """systemd-analyze security's overall exposure of UNIT on a testinfra HOST (0 = locked down,
+    10 = nothing sandboxed), printed so the scenario's log keeps the figure."""
+    last = host.check_output(f"systemd-analyze security --no-pager {unit} | tail -n 1")
+    score = float(re.search(r"level for \S+: ([0-9.]+)", last).group(1))
+    print("systemd-analyze security %s: %.1f" % (unit, score))
+    return score
