@@ -37,7 +37,9 @@ def installed(tmp_path_factory):
 
 # What the tarball may hold at its top: the collection alone.
 SHIPPED = {"plugins", "roles", "playbooks", "meta", "docs", "changelogs", "README.md", "LICENSE",
-           "MANIFEST.json", "FILES.json"}
+           "MANIFEST.json", "FILES.json",
+           # links to meta/ee-*.txt: ansible-builder's introspection reads them at the collection's root
+           "ee-bindep.txt", "ee-requirements.txt"}
 
 
 @pytest.fixture
