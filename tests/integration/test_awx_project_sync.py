@@ -21,12 +21,20 @@ def run(cmd: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedPr
 def synced(plain_clone):
     project = plain_clone("awx-project")
     assert not (project / "build").exists()
-    # AWX's project update: from the project's root, into its collections folder.
+    # AWX's project update: from the project's root, into its collections folder, with the
+    # project's own ansible.cfg (none of the caller's ANSIBLE_* settings, which would show this
+    # checkout's build/ link as "already installed").
     proc = run([str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "-r", "collections/requirements.yml",
-                "-p", "collections"], cwd=project)
+                "-p", "collections"], cwd=project, env=project_env(project))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (project / "collections/ansible_collections/gradual/rollout/MANIFEST.json").is_file()
     return project
+
+
+def project_env(project: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env["ANSIBLE_CONFIG"] = str(project / "ansible.cfg")   # the project's own, as AWX uses it
+    return env
 
 
 def playbooks(project: Path) -> list:
@@ -34,8 +42,7 @@ def playbooks(project: Path) -> list:
 
 
 def test_every_playbook_resolves_the_collection_after_a_project_sync(synced):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env["ANSIBLE_CONFIG"] = str(synced / "ansible.cfg")   # the project's own, as AWX uses it
+    env = project_env(synced)
     found = playbooks(synced)
     assert len(found) >= 8, found
     for playbook in found:
@@ -47,8 +54,7 @@ def test_every_playbook_resolves_the_collection_after_a_project_sync(synced):
 def test_without_the_sync_the_collection_is_not_found(plain_clone):
     """The check above can fail: a clone with no collections installed does not resolve it."""
     project = plain_clone("no-sync")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env["ANSIBLE_CONFIG"] = str(project / "ansible.cfg")
+    env = project_env(project)
     proc = run([str(BIN / "ansible-playbook"), "-i", "inventories/production", "rollout.yml", "--syntax-check"],
                cwd=project, env=env)
     assert proc.returncode != 0 and "gradual.rollout" in proc.stdout + proc.stderr
