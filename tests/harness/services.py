@@ -133,6 +133,19 @@ class Postgres:
                              check=True, capture_output=True, text=True, env=env)
         return out.stdout.strip()
 
+    def query(self, sql: str, dbname: str = "postgres", params=None) -> list:
+        """SQL over a psycopg2 connection in autocommit; the rows, or [] for a statement without."""
+        import psycopg2  # only the tests that talk to the server need it
+
+        conn = psycopg2.connect(**self.conninfo(dbname))
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
 
 @dataclass
 class PgBouncer:

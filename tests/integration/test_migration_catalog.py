@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 from ansible_run import run_module
@@ -48,14 +47,7 @@ def run_cli(*argv):
 
 
 def sql(postgres, db: str, statement: str):
-    conn = psycopg2.connect(**postgres.conninfo(db))
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
+    return postgres.query(statement, db)
 
 
 @pytest.fixture

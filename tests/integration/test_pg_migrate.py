@@ -31,13 +31,7 @@ def connect(postgres, db: str):
 
 
 def query(postgres, db: str, sql: str, params=None):
-    conn = connect(postgres, db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
+    return postgres.query(sql, db, params)
 
 
 def write(directory: Path, name: str, sql: str) -> Path:

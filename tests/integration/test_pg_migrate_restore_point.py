@@ -10,7 +10,6 @@ import re
 import shutil
 import time
 
-import psycopg2
 import pytest
 
 import services
@@ -31,14 +30,7 @@ def args(server, db: str, path, **extra) -> dict:
 
 
 def query(server, db: str, sql: str, params=None):
-    conn = psycopg2.connect(**server.conninfo(db))
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
+    return server.query(sql, db, params)
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
