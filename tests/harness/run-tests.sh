@@ -12,6 +12,7 @@ mode=${1:-all}; shift || true
 export GR_OWNER="harness-$$"   # docker-down.sh stops only an engine started under this owner
 trap '"$GR_ROOT/$H/docker-down.sh" || true' EXIT
 failed=()
+lanes_failed=()
 step() { phase "$@" || failed+=("$1"); }
 
 phase host-deps "$H/host-deps.sh" || exit 1
@@ -21,16 +22,28 @@ export PATH="$GR_ROOT/.venv/bin:$PATH" ANSIBLE_CONFIG="$GR_ROOT/ansible.cfg"
 pytest_dir() {
   # pytest exits 5 when a folder holds no test yet; that is not a pass, say so.
   local rc=0
-  python -m pytest -q -p no:cacheprovider "$@" || rc=$?
+  python -m pytest -q -p no:cacheprovider --durations=15 "$@" || rc=$?
   [ "$rc" -eq 5 ] && { say "no tests collected in $*"; return 1; }
   return "$rc"
 }
 
+# Scenarios in the order the lanes take them: smoke first (it proves the harness), then the
+# longest first so the two lanes end close together (fresh-clone CI at 69dad2b, seconds:
+# app 966, pgbouncer 457, web 390, backup 316, postgresql 236, nginx 223, redis 168, smoke 83;
+# a fixed round-robin left one lane 13 min behind the other). A scenario missing from the list
+# goes before the others so a new one is never forgotten; rollout runs last, alone.
+MOLECULE_ORDER=(smoke app pgbouncer web backup postgresql nginx redis)
 scenarios() {
-  # smoke first (it proves the harness), rollout last (it stands on every role).
   local all s
   all=$(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -n1 basename | sort)
-  { echo "$all" | grep -x smoke; echo "$all" | grep -vxE 'smoke|rollout'; echo "$all" | grep -x rollout; } || true
+  echo "$all" | grep -x smoke || true
+  for s in $all; do
+    [[ " ${MOLECULE_ORDER[*]} rollout " == *" $s "* ]] || echo "$s"
+  done
+  for s in "${MOLECULE_ORDER[@]}"; do
+    [ "$s" = smoke ] || echo "$all" | grep -x "$s" || true
+  done
+  echo "$all" | grep -x rollout || true
 }
 
 # One scenario, its output in tests/output/molecule-NAME.log; the log's tail when it fails.
@@ -42,35 +55,67 @@ molecule_one() {
   return 1
 }
 
-# Scenarios run in GR_MOLECULE_JOBS lanes (default 2): much of a converge waits on apt, systemd
-# and sleeps, so two lanes finish sooner on two cores. rollout runs alone, after the others.
-run_molecule() {
+# tests/integration, its output in tests/output/pytest-integration.log (it runs beside a molecule
+# lane, whose progress lines would mix with pytest's); the failures and the summary when it fails.
+integration_tests() {
+  local log=tests/output/pytest-integration.log
+  if pytest_dir tests/integration >"$log" 2>&1; then return 0; fi
+  grep -E "^(FAILED|ERROR) |^E  |passed|failed|no tests collected" "$log" | tail -n 30 >&2 || true
+  printf '(full log: %s)\n' "$log" >&2
+  return 1
+}
+
+# Pop the first line of a queue file, under a lock (the lanes share it).
+next_in_queue() {
+  local queue=$1
+  (
+    flock 9
+    head -n 1 "$queue"
+    sed -i 1d "$queue"
+  ) 9>"$queue.lock"
+}
+
+# Lanes: GR_MOLECULE_JOBS (default 2) workers take the next item from one shared queue when
+# they are free. Much of a converge waits on apt, systemd and sleeps, and the integration tests
+# wait on their playbooks, so two lanes finish sooner on two cores than one after the other. An
+# item is `integration` (tests/integration) or a molecule scenario. rollout runs alone, after
+# the others. The names of the failed items are written to the queue's .failed file.
+lane_item() {
+  case "$1" in
+    integration) phase pytest-integration integration_tests ;;
+    *) phase "molecule:$1" molecule_one "$1" ;;
+  esac
+}
+
+run_lanes() {
   mkdir -p tests/output
-  local list=("$@") jobs=${GR_MOLECULE_JOBS:-2} s i lane
-  [ "${#list[@]}" -gt 0 ] || mapfile -t list < <(scenarios)
+  local list=("$@") jobs=${GR_MOLECULE_JOBS:-2} s lane
   local main=() last=()
   for s in "${list[@]}"; do
     if [ "$s" = rollout ]; then last+=("$s"); else main+=("$s"); fi
   done
+  local queue; queue=$(mktemp "$GR_STATE/lanes.XXXXXX")
+  printf '%s\n' "${main[@]}" > "$queue"
+  : > "$queue.failed"
   local pids=()
   for ((lane = 0; lane < jobs; lane++)); do
     (
-      rc=0
-      for ((i = lane; i < ${#main[@]}; i += jobs)); do
-        phase "molecule:${main[$i]}" molecule_one "${main[$i]}" || rc=1
+      while s=$(next_in_queue "$queue") && [ -n "$s" ]; do
+        lane_item "$s" || echo "$s" >> "$queue.failed"
       done
-      exit "$rc"
     ) &
     pids+=($!)
   done
-  local rc=0 pid
-  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  local pid
+  for pid in "${pids[@]}"; do wait "$pid"; done
   # rollout's create is `make demo`, the README's first command, which must work with no engine
   # running: stop the one this harness started (one started by hand is left alone, see
   # docker-down.sh); make demo starts it again under the same owner, so the exit trap stops it.
   if [ "${#last[@]}" -gt 0 ]; then "$GR_ROOT/$H/docker-down.sh" || true; fi
-  for s in "${last[@]}"; do phase "molecule:$s" molecule_one "$s" || rc=1; done
-  return "$rc"
+  for s in "${last[@]}"; do lane_item "$s" || echo "$s" >> "$queue.failed"; done
+  mapfile -t lanes_failed < "$queue.failed"
+  rm -f "$queue" "$queue.lock" "$queue.failed"
+  [ "${#lanes_failed[@]}" -eq 0 ]
 }
 
 containers() {
@@ -87,10 +132,13 @@ case "$mode" in
     step sanity "$H/sanity.sh"
     step pytest-unit pytest_dir tests/unit
     if [ "$mode" = all ]; then
-      step pytest-integration pytest_dir tests/integration
-      run_molecule || failed+=(molecule)
+      mapfile -t items < <(scenarios)
+      run_lanes integration "${items[@]}" || failed+=("${lanes_failed[@]}")
     fi ;;
-  molecule) containers || exit 1; run_molecule "$@" || failed+=(molecule) ;;
+  molecule)
+    containers || exit 1
+    if [ "$#" -gt 0 ]; then items=("$@"); else mapfile -t items < <(scenarios); fi
+    run_lanes "${items[@]}" || failed+=("${lanes_failed[@]}") ;;
   *) die "usage: run-tests.sh all|fast|molecule [SCENARIO...]" ;;
 esac
 
