@@ -9,7 +9,7 @@ export ANSIBLE_VAULT_PASSWORD_FILE := $(CURDIR)/.lab/vault-pass
 endif
 
 .PHONY: help demo test test-fast venv deps docker image lab-up lab-down lab-status lint sanity \
-        unit integration molecule build bench clean ee
+        unit units-ansible-test integration molecule build bench clean ee
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -55,6 +55,9 @@ sanity: venv
 
 unit: venv
 	python -m pytest -q tests/unit
+
+units-ansible-test: venv  ## the unit tests under ansible-test units (slower than `make unit`; not in make test)
+	$(H)/units.sh
 
 integration: venv
 	python -m pytest -q tests/integration

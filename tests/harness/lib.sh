@@ -36,3 +36,28 @@ phase() {
   fi
   return "$rc"
 }
+
+# collection_tree NAME: ansible-test must run from inside ansible_collections/<namespace>/<name>.
+# Copies the files git knows (tracked, and untracked but not ignored) into a private folder
+# build/NAME.XXXXXX/ansible_collections/gradual/rollout, removed at exit, beside links to the
+# collections our plugins import from (module_utils, doc fragments), taken from the ansible bundle
+# in .venv. Sets GR_TREE to the collection's folder there.
+collection_tree() {
+  local work bundle dep
+  mkdir -p "$GR_ROOT/build"
+  work=$(mktemp -d "$GR_ROOT/build/$1.XXXXXX")
+  # shellcheck disable=SC2064  # the folder is known now; expand it now
+  trap "rm -rf '$work'" EXIT
+  GR_TREE="$work/ansible_collections/gradual/rollout"
+  mkdir -p "$GR_TREE"
+  (cd "$GR_ROOT" && git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$GR_TREE/")
+  bundle=$("$GR_ROOT/.venv/bin/python" -c 'import ansible_collections, os; print(os.path.dirname(ansible_collections.__file__))' 2>/dev/null \
+           || "$GR_ROOT/.venv/bin/python" -c 'import ansible_collections; print(list(ansible_collections.__path__)[0])')
+  for dep in community/postgresql community/general ansible/posix; do
+    mkdir -p "$work/ansible_collections/${dep%/*}"
+    ln -s "$bundle/$dep" "$work/ansible_collections/$dep"
+  done
+  # ansible-test lists the files through git when there is a repository
+  (cd "$GR_TREE" && git init -q . && git add -A >/dev/null)
+  export GR_TREE
+}

@@ -3,7 +3,7 @@
 # - the sanity tools live in .venv-sanity, pinned from ansible-test's own requirement files
 #   (they agree with each other, so one venv serves every test), and run there locally;
 # - ansible-test must run from inside ansible_collections/<namespace>/<name>: the files git knows
-#   are copied into a private folder, beside the collections we depend on.
+#   are copied into a private folder, beside the collections we depend on (collection_tree, lib.sh).
 # Extra arguments go to `ansible-test sanity` (e.g. --test validate-modules plugins/modules/x.py).
 # shellcheck source=tests/harness/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -31,20 +31,7 @@ if ! cmp -s tests/harness/get_pip_shim.py "$shim"; then
   mkdir -p "$(dirname "$shim")" && cp tests/harness/get_pip_shim.py "$shim"
 fi
 
-mkdir -p build
-work=$(mktemp -d "$GR_ROOT/build/sanity.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-dest="$work/ansible_collections/gradual/rollout"
-mkdir -p "$dest"
-git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$dest/"
-# Collections our plugins import from (module_utils, doc fragments), taken from the ansible bundle.
-bundle=$(.venv/bin/python -c 'import ansible_collections, os; print(os.path.dirname(ansible_collections.__file__))' 2>/dev/null \
-         || .venv/bin/python -c 'import ansible_collections; print(list(ansible_collections.__path__)[0])')
-for dep in community/postgresql community/general ansible/posix; do
-  mkdir -p "$work/ansible_collections/${dep%/*}"
-  ln -s "$bundle/$dep" "$work/ansible_collections/$dep"
-done
+collection_tree sanity
 pyver=$(.venv-sanity/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-cd "$dest" || exit 1
-git init -q . && git add -A >/dev/null   # ansible-test lists files through git when present
+cd "$GR_TREE" || exit 1
 PATH="$GR_ROOT/.venv-sanity/bin:$PATH" ansible-test sanity --local --python "$pyver" --color no --truncate 0 "$@"

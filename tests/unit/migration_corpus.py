@@ -1,6 +1,7 @@
 """The unit corpus of the migration linter: per rule, the unsafe SQL that must raise it and the safe
-SQL that must not. Plain data, shared by tests/unit/test_migration_lint.py (the rules' verdicts) and
-tests/integration/test_migration_trace_agreement.py (the verdicts against --trace on PostgreSQL)."""
+SQL that must not. Plain data, shared by tests/unit/plugins/module_utils/test_migration_lint.py (the
+rules' verdicts) and tests/integration/test_migration_trace_agreement.py (the verdicts against
+--trace on PostgreSQL), which loads it from this path."""
 
 # rule -> (unsafe SQL that must raise it, safe SQL that must not)
 CASES = {

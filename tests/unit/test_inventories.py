@@ -3,6 +3,7 @@ inventory source, so a stray list (such as the lab's secret names) would turn in
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_HOSTS = {"db1", "db2", "cache1", "web1", "app1", "app2"}
+# Beside this Python first (.venv), else on PATH (ansible-test units runs a Python of its own choice).
+INVENTORY_BIN = shutil.which("ansible-inventory",
+                             path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
 
 def graph(inventory: str) -> dict[str, set[str]]:
     """Group name -> hosts directly under it, from `ansible-inventory --graph` (needs no vault)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i",
+    proc = subprocess.run([str(INVENTORY_BIN), "-i",
                            str(ROOT / "inventories" / inventory), "--graph"],
                           capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stderr

@@ -120,7 +120,10 @@ def _run(workdir: Path, name: str, inventory: dict | str, args: list[str]) -> di
         inv_file = workdir / f"{name}.inventory.yml"
         inv_file.write_text(yaml.safe_dump(inventory))
         inventory = str(inv_file)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(workdir / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+    # None of the caller's ANSIBLE_* settings: ansible-test units sets some for its own runs (workers that
+    # linger 10 s at exit for coverage made this 30 times slower).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_CONFIG=str(workdir / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
                ANSIBLE_LOCAL_TEMP=str(workdir / "tmp"), ANSIBLE_NOCOLOR="1")
     proc = subprocess.run([PLAYBOOK_BIN, "-i", inventory, str(playbook), "--check", *args],
                           capture_output=True, text=True, env=env, cwd=workdir, timeout=180, check=False)
@@ -138,11 +141,15 @@ def _inventory(hosts: dict[str, dict]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, dict]:
-    """Three runs at once: every bad value, every role's good values, issue #20's command line."""
+def runs(tmp_path_factory, run_once) -> dict[str, dict]:
+    """Three runs at once: every bad value, every role's good values, issue #20's command line.
+    Once per pytest run, also under ansible-test units, which forks for every test (conftest.py)."""
     if PLAYBOOK_BIN is None:
         pytest.skip("ansible-playbook not found")
-    workdir = tmp_path_factory.mktemp("role_validation")
+    return run_once("role_validation", lambda: _runs(tmp_path_factory.mktemp("role_validation")))
+
+
+def _runs(workdir: Path) -> dict[str, dict]:
     (workdir / "ansible.cfg").write_text(
         "[defaults]\nstdout_callback = ansible.posix.json\ncallbacks_enabled = ansible.posix.json\n"
         "interpreter_python = auto_silent\nretry_files_enabled = False\n")

@@ -11,7 +11,7 @@ import pytest
 from ansible_collections.gradual.rollout.plugins.module_utils import migration_lint as lint
 from migration_corpus import CASES  # rule -> (unsafe SQL that must raise it, safe SQL that must not)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 CLI = ROOT / "bin" / "pg-migration-lint"
 
 

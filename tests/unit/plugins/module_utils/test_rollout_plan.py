@@ -13,7 +13,7 @@ from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan impor
     status_table,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def good_plan():

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from ansible_collections.gradual.rollout.plugins.module_utils import migration_plan as mp
 
-from test_migration_lint import CASES
+from migration_corpus import CASES  # tests/unit/migration_corpus.py, on sys.path by tests/unit/conftest.py
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 CLI = ROOT / "bin" / "pg-migration-lint"
 
 EXTRA = [

@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.gradual.rollout.plugins.modules import pm2_app
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "harness"))
 from ansible_run import run_module  # noqa: E402
 
 
