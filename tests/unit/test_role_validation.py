@@ -48,7 +48,7 @@ ROLES = {
               {"nginx_client_max_body_size": "10M", "nginx_keepalive_timeout": "65s 60s", "nginx_https_port": 8443,
                "nginx_tls_protocols": ["TLSv1.3"], "nginx_proxy_read_timeout": "500ms", "nginx_worker_processes": 4,
                "nginx_upstream_servers": [{"name": "app1", "address": "127.0.0.1:3000", "weight": 2, "fail_timeout": "1m"}]}),
-    "app": ({"app_db_password": "secret"},
+    "app": ({"app_db_password": "secret", "app_name": "my-api", "app_db_name": "my_api", "app_db_user": "my_api_app"},
             {"app_pm2_instances": "max", "app_port": 8080, "app_manager": "systemd", "app_pm2_listen_timeout": 8000}),
     "service_dropin": ({"service_dropin_unit": "redis-server.service"},
                        {"service_dropin_restart_sec": 0, "service_dropin_restart": "always"}),
