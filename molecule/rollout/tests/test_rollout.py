@@ -137,6 +137,19 @@ def test_the_demo_saw_no_failed_request_through_nginx():
     assert set(timings["stages_s"]) == set(STAGES), timings["stages_s"]
 
 
+def test_both_process_managers_served_the_demo_and_none_is_left_drained():
+    """app1 runs under PM2 and app2 under systemd (inventories/lab/host_vars/app2.yml): the demo's
+    0 failed requests cover a drain, reload and undrain of both managers in every stage."""
+    app = "goalgpt-api"
+    assert docker("exec", "gr-lab-app2", "systemctl", "is-active", app).strip() == "active"
+    assert docker("exec", "gr-lab-app1", "systemctl", "is-active", "pm2-%s" % app).strip() == "active"
+    assert int(docker("exec", "gr-lab-app1", "sh", "-c", "pgrep -u %s -f server.js | wc -l" % app)) >= 2
+    upstream = docker("exec", "gr-lab-web1", "cat", "/etc/nginx/conf.d/goalgpt-upstream.conf")
+    assert " down;" not in upstream, upstream
+    drained = docker("exec", "gr-lab-web1", "cat", "/etc/nginx/gradual/goalgpt.drained.json")
+    assert json.loads(drained) == [], drained
+
+
 def test_status_prints_every_stage():
     proc = playbook("rollout.yml", "-e", "rollout_action=status")
     assert proc.returncode == 0
