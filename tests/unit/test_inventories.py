@@ -2,6 +2,7 @@
 inventory source, so a stray list (such as the lab's secret names) would turn into hosts."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_HOSTS = {"db1", "db2", "cache1", "web1", "app1", "app2"}
@@ -17,13 +19,16 @@ INVENTORY_BIN = shutil.which("ansible-inventory",
                              path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
 
-def graph(inventory: str) -> dict[str, set[str]]:
-    """Group name -> hosts directly under it, from `ansible-inventory --graph` (needs no vault)."""
+def inventory_cli(source: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
-    proc = subprocess.run([str(INVENTORY_BIN), "-i",
-                           str(ROOT / "inventories" / inventory), "--graph"],
+    return subprocess.run([str(INVENTORY_BIN), "-i", str(source), *args],
                           capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+
+
+def graph(inventory: str) -> dict[str, set[str]]:
+    """Group name -> hosts directly under it, from `ansible-inventory --graph` (needs no vault)."""
+    proc = inventory_cli(ROOT / "inventories" / inventory, "--graph")
     assert proc.returncode == 0, proc.stderr
     groups: dict[str, set[str]] = {}
     stack: list[tuple[int, str]] = []
@@ -50,3 +55,21 @@ def test_lab_has_its_six_hosts():
     groups = graph("lab")
     hosts = set().union(*groups.values())
     assert hosts == LAB_HOSTS
+
+
+@pytest.mark.parametrize("inventory, duration", [("lab", "5s"), ("staging", "10m"), ("production", "2h")])
+def test_every_inventory_reads_the_one_plan_with_its_own_gate_duration(tmp_path, inventory, duration):
+    """The plan exists once (examples/rollout/plan.yml); each inventory links it into group_vars/all
+    and sets only what differs. Read as Ansible reads it: the host variables of an app host (the
+    inventory copied with its links followed, without the vaults, which need no password here)."""
+    source = ROOT / "inventories" / inventory
+    assert (source / "group_vars/all/plan.yml").resolve() == ROOT / "examples/rollout/plan.yml"
+    copy = tmp_path / inventory
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("vault.yml"))
+    app_host = sorted(graph(inventory)["app"])[0]
+    proc = inventory_cli(copy, "--host", app_host)
+    assert proc.returncode == 0, proc.stderr
+    hostvars = json.loads(proc.stdout)
+    plan = yaml.safe_load((ROOT / "examples/rollout/plan.yml").read_text(encoding="utf-8"))["rollout_plan"]
+    assert hostvars["rollout_plan"] == plan
+    assert hostvars["rollout_gate_duration"] == duration
