@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-from ansible_collections.gradual.rollout.plugins.module_utils.migration_runner import ladder_problems
+from ansible_collections.gradual.rollout.plugins.module_utils.migration.options import ladder_problems
 
 GATE_TYPES = ("http_slo", "pool_check", "cache_check")
 ACTION_KEYS = ("flags", "migrate", "lint")

@@ -321,11 +321,12 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.gradual.rollout.plugins.module_utils.pg import (
     HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, conn_params, pg_argument_spec, pg_connect)
+from ansible_collections.gradual.rollout.plugins.module_utils.migration import options
 
 try:
-    from ansible_collections.gradual.rollout.plugins.module_utils import migration_lint as lint
-    from ansible_collections.gradual.rollout.plugins.module_utils import migration_plan as mplan
-    from ansible_collections.gradual.rollout.plugins.module_utils import migration_runner as mrun
+    from ansible_collections.gradual.rollout.plugins.module_utils.migration import lint
+    from ansible_collections.gradual.rollout.plugins.module_utils.migration import plan as mplan
+    from ansible_collections.gradual.rollout.plugins.module_utils.migration import runner as mrun
     HAS_PGLAST = lint.HAS_PGLAST
     PGLAST_IMPORT_ERROR = lint.PGLAST_IMPORT_ERROR
 except ImportError:  # pragma: no cover
@@ -335,32 +336,13 @@ except ImportError:  # pragma: no cover
 
 def argument_spec() -> dict:
     spec = pg_argument_spec()
-    spec.update(
-        path=dict(type="path", required=True),
-        target=dict(type="str"),
-        ledger_schema=dict(type="str", default="gradual"),
-        ledger_table=dict(type="str", default="schema_migrations"),
-        autofix=dict(type="bool", default=False),
-        backup=dict(type="bool", default=False),
-        backup_method=dict(type="str", default="pg_dump", choices=["pg_dump", "restore_point", "both"]),
-        backup_dir=dict(type="path", default="/var/backups/postgresql"),
-        pg_dump_path=dict(type="path"),
-        lock_timeout_ms=dict(type="int", default=100),
-        lock_timeout_max_ms=dict(type="int", default=3000),
-        lock_timeout_factor=dict(type="float", default=2.0),
-        lock_retries=dict(type="int", default=10),
-        retry_sleep_ms=dict(type="int", default=1000),
-        concurrent_lock_timeout_ms=dict(type="int", default=0),
-        blocker_wait_s=dict(type="int", default=60),
-        cancel_autovacuum=dict(type="bool", default=True),
-        session_settings=dict(type="dict", default={}),
-    )
+    spec.update(options.argument_spec())
     return spec
 
 
 def check_ladder(module) -> "mrun.Ladder":
     p = module.params
-    problems = mrun.ladder_problems(p)
+    problems = options.ladder_problems(p)
     if problems:
         module.fail_json(msg="; ".join(problems))
     return mrun.Ladder(start_ms=p["lock_timeout_ms"], max_ms=p["lock_timeout_max_ms"],

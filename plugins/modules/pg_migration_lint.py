@@ -117,7 +117,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
-    from ansible_collections.gradual.rollout.plugins.module_utils import migration_lint as lint
+    from ansible_collections.gradual.rollout.plugins.module_utils.migration import lint
     HAS_PGLAST = lint.HAS_PGLAST
     PGLAST_IMPORT_ERROR = lint.PGLAST_IMPORT_ERROR
 except ImportError:  # pragma: no cover

@@ -35,8 +35,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from ansible_collections.gradual.rollout.plugins.module_utils import migration_cli as cli
-from ansible_collections.gradual.rollout.plugins.module_utils import migration_lint as lint
+from ansible_collections.gradual.rollout.bin import migration_cli as cli
+from ansible_collections.gradual.rollout.plugins.module_utils.migration import lint
 
 import services
 

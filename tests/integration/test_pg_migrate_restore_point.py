@@ -242,7 +242,7 @@ def facts(**changed) -> dict:
     (dict(in_recovery=True), "the server is in recovery"),
 ])
 def test_archiving_verdicts(changed, named):
-    from ansible_collections.gradual.rollout.plugins.module_utils import migration_runner as mrun
+    from ansible_collections.gradual.rollout.plugins.module_utils.migration import runner as mrun
     problems = mrun.archiving_problems(facts(**changed))
     if named is None:
         assert problems == []

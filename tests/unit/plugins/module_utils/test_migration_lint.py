@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.gradual.rollout.plugins.module_utils import migration_lint as lint
+from ansible_collections.gradual.rollout.plugins.module_utils.migration import lint
 from migration_corpus import CASES  # rule -> (unsafe SQL that must raise it, safe SQL that must not)
 
 ROOT = Path(__file__).resolve().parents[4]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.gradual.rollout.plugins.module_utils import migration_plan as mp
+from ansible_collections.gradual.rollout.plugins.module_utils.migration import plan as mp
 
 
 def sqls(plan) -> list:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.gradual.rollout.plugins.module_utils import migration_runner as mr
+from ansible_collections.gradual.rollout.plugins.module_utils.migration import options as mo
+from ansible_collections.gradual.rollout.plugins.module_utils.migration import runner as mr
 
 
 def test_ladder_rises_by_factor_and_is_capped():
@@ -65,11 +66,11 @@ def test_deadlock_probe_is_half_the_attempt_within_bounds_and_below_the_server()
 
 
 def test_ladder_problems_accept_the_defaults_and_any_subset():
-    assert mr.ladder_problems({}) == []
-    assert mr.ladder_problems({"lock_timeout_ms": 100, "lock_timeout_max_ms": 3000, "lock_timeout_factor": 2.0,
+    assert mo.ladder_problems({}) == []
+    assert mo.ladder_problems({"lock_timeout_ms": 100, "lock_timeout_max_ms": 3000, "lock_timeout_factor": 2.0,
                                "lock_retries": 10, "retry_sleep_ms": 0, "concurrent_lock_timeout_ms": 0,
                                "blocker_wait_s": 0}) == []
-    assert mr.ladder_problems({"lock_timeout_ms": "250"}) == []  # templated values arrive as strings
+    assert mo.ladder_problems({"lock_timeout_ms": "250"}) == []  # templated values arrive as strings
 
 
 @pytest.mark.parametrize("options, expected", [
@@ -83,7 +84,7 @@ def test_ladder_problems_accept_the_defaults_and_any_subset():
     ({"lock_timeout_ms": 5000}, ["lock_timeout_max_ms=3000 is below lock_timeout_ms=5000"]),
 ])
 def test_ladder_problems_name_the_value_and_what_is_expected(options, expected):
-    problems = mr.ladder_problems(options)
+    problems = mo.ladder_problems(options)
     assert len(problems) == len(expected), problems
     for problem, start in zip(problems, expected):
         assert problem.startswith(start), problems

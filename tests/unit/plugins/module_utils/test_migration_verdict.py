@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ansible_collections.gradual.rollout.plugins.module_utils import migration_plan as mp
+from ansible_collections.gradual.rollout.plugins.module_utils.migration import plan as mp
 
 from migration_corpus import CASES  # tests/unit/migration_corpus.py, on sys.path by tests/unit/conftest.py
 

@@ -3,7 +3,7 @@
 """Static analysis of PostgreSQL migrations with PostgreSQL's own parser (pglast).
 
 Shared by ``gradual.rollout.pg_migration_lint``, ``gradual.rollout.pg_migrate`` and
-``bin/pg-migration-lint``. It imports nothing from Ansible so the CLI can load it alone.
+``bin/pg-migration-lint``. It imports nothing from Ansible, so the CLI needs only pglast.
 
 A file is split into statements (with line numbers); each statement gets the lock it takes and a
 list of findings ``{file, line, statement, rule, severity, message, suggestion}``. A finding is

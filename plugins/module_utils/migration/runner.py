@@ -19,6 +19,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ansible_collections.gradual.rollout.plugins.module_utils.migration import options
+
 try:
     import psycopg2
     import psycopg2.errors
@@ -103,53 +105,15 @@ class MigrationError(Exception):
         self.details = details
 
 
-# Options of the lock_timeout ladder: positive integers, non-negative integers and the factor.
-LADDER_POSITIVE = ("lock_timeout_ms", "lock_timeout_max_ms", "lock_retries")
-LADDER_NON_NEGATIVE = ("retry_sleep_ms", "concurrent_lock_timeout_ms", "blocker_wait_s")
-
-
-def ladder_problems(options: dict) -> list:
-    """What is wrong with the ladder OPTIONS given (any subset of the pg_migrate options above and
-    lock_timeout_factor), each naming the bad value and what is expected. Pure: the rollout plan
-    checks a stage's migrate options with it before anything changes, pg_migrate its arguments."""
-    problems = []
-    numbers = {}
-    for key in LADDER_POSITIVE + LADDER_NON_NEGATIVE + ("lock_timeout_factor",):
-        if options.get(key) is None:
-            continue
-        value = options[key]
-        try:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            number = float(value) if key == "lock_timeout_factor" else int(value)
-        except (TypeError, ValueError):
-            problems.append("%s=%r: expected %s" % (key, value, "a number" if key == "lock_timeout_factor"
-                                                    else "an integer"))
-            continue
-        numbers[key] = number
-        if key in LADDER_POSITIVE and number < 1:
-            problems.append("%s=%s: expected a positive integer" % (key, value))
-        elif key in LADDER_NON_NEGATIVE and number < 0:
-            problems.append("%s=%s: expected an integer >= 0" % (key, value))
-        elif key == "lock_timeout_factor" and number < 1:
-            problems.append("%s=%s: expected a number >= 1 (each attempt's lock_timeout is the last one's"
-                            " times the factor)" % (key, value))
-    start = numbers.get("lock_timeout_ms", Ladder.start_ms)
-    top = numbers.get("lock_timeout_max_ms", Ladder.max_ms)
-    if 1 <= top < start:
-        problems.append("lock_timeout_max_ms=%s is below lock_timeout_ms=%s: raise it" % (top, start))
-    return problems
-
-
 @dataclass
 class Ladder:
     """lock_timeout per attempt: start, x factor each retry, capped; jittered sleeps between."""
 
-    start_ms: int = 100
-    max_ms: int = 3000
-    factor: float = 2.0
-    attempts: int = 10
-    sleep_ms: int = 1000
+    start_ms: int = options.LOCK_TIMEOUT_MS
+    max_ms: int = options.LOCK_TIMEOUT_MAX_MS
+    factor: float = options.LOCK_TIMEOUT_FACTOR
+    attempts: int = options.LOCK_RETRIES
+    sleep_ms: int = options.RETRY_SLEEP_MS
     jitter: float = 0.5
 
     def timeout_ms(self, attempt: int) -> int:

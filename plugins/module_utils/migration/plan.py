@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """From migration files to an execution plan: discovery, autofix rewrites, transaction steps.
 
-No database here: ``pg_migrate`` executes the plan (``migration_runner``), check mode returns it.
+No database here: ``pg_migrate`` executes the plan (``runner``), check mode returns it.
 A plan is a list of steps; a step is either one transaction (several statements, run under the
 lock_timeout ladder) or one statement that must run outside a transaction (CONCURRENTLY, VACUUM).
 """
@@ -13,11 +13,11 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from ansible_collections.gradual.rollout.plugins.module_utils import migration_lint as lint
+from ansible_collections.gradual.rollout.plugins.module_utils.migration import lint
 
 try:
     from pglast import ast as pg_ast, enums as pg_enums
-except ImportError:  # pragma: no cover - HAS_PGLAST in migration_lint says why
+except ImportError:  # pragma: no cover - HAS_PGLAST in lint says why
     pg_ast = None
     pg_enums = None
 

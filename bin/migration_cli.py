@@ -3,11 +3,11 @@
 """pg-migration-lint [--format text|json|sarif] [--dsn DSN [--trace]] PATH...: the CI validator for
 PostgreSQL migrations.
 
-Run through bin/pg-migration-lint. Exit status: 0 clean (warnings allowed), 1 when an active
-finding has severity error (with --trace: when a statement failed), 2 for usage errors, missing
-files, SQL that does not parse or a database that cannot be reached. migration_lint.py is loaded
-from beside this file, so the CLI needs neither Ansible nor an installed collection, only pglast
-(and psycopg2 for --dsn).
+Run through bin/pg-migration-lint, which makes the collection importable. Exit status: 0 clean
+(warnings allowed), 1 when an active finding has severity error (with --trace: when a statement
+failed), 2 for usage errors, missing files, SQL that does not parse or a database that cannot be
+reached. The rules are the engine's (plugins/module_utils/migration/lint.py, shared with the
+modules), which imports nothing from Ansible: the CLI needs only pglast (and psycopg2 for --dsn).
 
 --dsn reads the live catalog (column types and modifiers, NOT NULL, validated CHECK constraints,
 index columns, the session TimeZone) so that type changes, SET NOT NULL and ADD PRIMARY KEY USING
@@ -18,23 +18,15 @@ rewrote (relfilenode changed): run it against a copy of production, never produc
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 
-LINT_PATH = os.path.join(os.path.dirname(os.path.realpath(__file__)), "migration_lint.py")
+from ansible_collections.gradual.rollout.plugins.module_utils.migration import lint
+
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 # lock_timeout of a traced statement: a trace waits this long at most behind other sessions
 TRACE_LOCK_TIMEOUT = "5s"
-
-
-def load_lint():
-    spec = importlib.util.spec_from_file_location("gradual_migration_lint", LINT_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 def _out(text: str) -> None:
@@ -204,7 +196,7 @@ def render_trace(report: list) -> str:
     return "\n".join(out)
 
 
-def _trace(args, lint, conn, files) -> int:
+def _trace(args, conn, files) -> int:
     report = []
     for path in files:
         report.extend(trace_file(conn, lint, path))
@@ -215,7 +207,6 @@ def _trace(args, lint, conn, files) -> int:
 def main(argv=None) -> int:
     """The CLI; returns the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    lint = load_lint()
     if not lint.HAS_PGLAST:
         _err("pg-migration-lint: pglast is not installed (pip install pglast)")
         return 2
@@ -232,7 +223,7 @@ def main(argv=None) -> int:
         for path in files:
             findings.extend(lint.lint_file(path, catalog))
         if args.trace:
-            return _trace(args, lint, conn, files)
+            return _trace(args, conn, files)
     except lint.MigrationParseError as exc:
         _err("pg-migration-lint: parse error: %s:%d: %s" % (exc.filename, exc.line, exc.message))
         return 2
