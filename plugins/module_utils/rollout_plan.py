@@ -15,15 +15,13 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-from ansible_collections.gradual.rollout.plugins.module_utils.migration.options import ladder_problems
+from ansible_collections.gradual.rollout.plugins.module_utils.migration.options import ladder_problems, stage_options
 
 GATE_TYPES = ("http_slo", "pool_check", "cache_check")
 ACTION_KEYS = ("flags", "migrate", "lint")
 # What a stage's actions.migrate may set: the target and the pg_migrate options a plan tunes per
-# stage (the rest - paths, connection, ledger - belong to the inventory).
-MIGRATE_OPTIONS = ("target", "autofix", "backup", "backup_method", "lock_timeout_ms", "lock_timeout_max_ms", "lock_timeout_factor",
-                   "lock_retries", "retry_sleep_ms", "concurrent_lock_timeout_ms", "blocker_wait_s",
-                   "cancel_autovacuum", "session_settings")
+# stage (the rest - paths, ledger - belong to the inventory); named once, in pg_migrate's spec.
+MIGRATE_OPTIONS = stage_options()
 # superseded: the stage had passed, then an earlier stage was run again on request
 # (rollout_rerun_passed) and put back its own flags or migration target over this stage's.
 STATUSES = ("running", "passed", "failed", "rolled_back", "superseded")

@@ -20,6 +20,10 @@ RETRY_SLEEP_MS = 1000
 LADDER_POSITIVE = ("lock_timeout_ms", "lock_timeout_max_ms", "lock_retries")
 LADDER_NON_NEGATIVE = ("retry_sleep_ms", "concurrent_lock_timeout_ms", "blocker_wait_s")
 
+# Options that describe the site (where the migrations and the ledger are, where dumps go), set once
+# in the inventory; every other option may be tuned per run, e.g. by a rollout stage.
+SITE_OPTIONS = ("path", "ledger_schema", "ledger_table", "backup_dir", "pg_dump_path")
+
 
 def argument_spec() -> dict:
     """pg_migrate's own options (a new dict each call: AnsibleModule may fill it in)."""
@@ -43,6 +47,12 @@ def argument_spec() -> dict:
         cancel_autovacuum=dict(type="bool", default=True),
         session_settings=dict(type="dict", default={}),
     )
+
+
+def stage_options() -> tuple:
+    """The options a rollout stage's ``actions.migrate`` may set, in pg_migrate's own order: all of
+    pg_migrate's options but the site's."""
+    return tuple(key for key in argument_spec() if key not in SITE_OPTIONS)
 
 
 def ladder_problems(options: dict) -> list:

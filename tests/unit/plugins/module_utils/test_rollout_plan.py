@@ -69,6 +69,11 @@ def test_the_example_plan_is_valid_as_each_inventory_reads_it(inventory):
     (lambda p: p.update(stages=[]), "the plan has no stages"),
     (lambda p: p["stages"][2]["actions"]["migrate"].update(lock_timeout="5s"),
      "stage 'three': unknown actions.migrate option 'lock_timeout'; known options: target, autofix"),
+    # where the migrations and the ledger live is the inventory's, not a stage's
+    (lambda p: p["stages"][2]["actions"]["migrate"].update(path="/tmp/other"),
+     "stage 'three': unknown actions.migrate option 'path'; known options: target, autofix, backup,"),
+    (lambda p: p["stages"][2]["actions"]["migrate"].update(ledger_table="t"),
+     "unknown actions.migrate option 'ledger_table'"),
     (lambda p: p["stages"][2]["actions"]["migrate"].update(lock_retries=0),
      "stage 'three': actions.migrate.lock_retries=0: expected a positive integer"),
     (lambda p: p["stages"][2]["actions"]["migrate"].update(lock_timeout_ms=4000),
