@@ -295,12 +295,86 @@ class State:
                 table=self.table, cols=sql.SQL(", ").join(map(sql.Identifier, COLUMNS))), args)
             return _row(cur.fetchone())
 
+    # --- operations: each returns the run it wrote (or would write) and the event to report ------
+
+    def op_read(self, p, now):
+        return {}, None
+
+    def op_ensure_schema(self, p, now):
+        return {}, None
+
+    def op_reset(self, p, now):
+        removed = self.read(p["plan"])
+        if removed and not self.module.check_mode:
+            with self.conn.cursor() as cur:
+                self.execute(cur, sql.SQL("DELETE FROM {} WHERE plan = %s").format(self.table), (p["plan"],))
+        return dict(changed=bool(removed), removed=removed), None
+
+    def op_start(self, p, now):
+        before = self.read(p["plan"])
+        running = [r for r in before if r["stage"] == p["stage"] and r["status"] == "running"]
+        superseded = self.supersede(before, p["supersede"], p["stage"], p["actor"])
+        if self.module.check_mode:
+            run = running[-1] if running else dict(id=None, plan=p["plan"], stage=p["stage"], status="running",
+                                                   started_at=now, batches_done=0, hosts_done=[], figures={})
+        elif running:
+            run = self.write("UPDATE {table} SET updated_at = now(), actor = coalesce(%s, actor), "
+                             "awx_job_id = coalesce(%s, awx_job_id) WHERE id = %s RETURNING {cols}",
+                             (p["actor"], p["awx_job_id"], running[-1]["id"]))
+        else:
+            run = self.write("INSERT INTO {table} (plan, stage, status, actor, awx_job_id) "
+                             "VALUES (%s, %s, 'running', %s, %s) RETURNING {cols}",
+                             (p["plan"], p["stage"], p["actor"], p["awx_job_id"]))
+        event = dict(event="resume" if running else "start", superseded=[r["stage"] for r in superseded])
+        return dict(changed=True, run=run, resumed=bool(running), superseded=superseded), event
+
+    def _current(self, p):
+        """The row of run_id (None in check mode on a database that has no state yet)."""
+        if self.module.check_mode:
+            found = self.select("plan = %s AND id = %s", (p["plan"], p["run_id"])) if self.exists() else []
+            return found[0] if found else None
+        return self.get(p["plan"], p["run_id"])
+
+    def op_progress(self, p, now):
+        current = self._current(p)
+        if current is None:
+            run = dict(id=p["run_id"], plan=p["plan"], stage=p["stage"])
+        elif self.module.check_mode:
+            run = dict(current)
+        else:
+            run = self.write(
+                "UPDATE {table} SET updated_at = now(), batches_done = greatest(batches_done, %s), "
+                "hosts_done = (SELECT coalesce(jsonb_agg(DISTINCT h), '[]'::jsonb) FROM jsonb_array_elements("
+                "hosts_done || %s::jsonb) AS h), figures = figures || %s::jsonb "
+                "WHERE id = %s RETURNING {cols}",
+                (p["batch"] if p["batch"] is not None else current["batches_done"],
+                 json.dumps(p["hosts"] or []), json.dumps(p["figures"] or {}), p["run_id"]))
+        return dict(changed=True, run=run), dict(event="batch")
+
+    def op_finish(self, p, now):
+        current = self._current(p)
+        if current is None:
+            run = dict(id=p["run_id"], plan=p["plan"], stage=p["stage"])
+        elif self.module.check_mode:
+            run = dict(current)
+        else:
+            run = self.write(
+                "UPDATE {table} SET updated_at = now(), finished_at = now(), status = %s, "
+                "reason = coalesce(%s, reason), figures = figures || %s::jsonb "
+                "WHERE id = %s RETURNING {cols}",
+                (p["status"], p["reason"], json.dumps(p["figures"] or {}), p["run_id"]))
+        return dict(changed=True, run=run), dict(event=p["status"])
+
+
+OPERATIONS = ("read", "start", "progress", "finish", "ensure_schema", "reset")
+# Operations that write, so they make (or upgrade) the table first.
+WRITING = ("ensure_schema", "start", "progress", "finish")
+
 
 def main():
     argument_spec = pg_argument_spec()
     argument_spec.update(
-        operation=dict(type="str", default="read",
-                       choices=["read", "start", "progress", "finish", "ensure_schema", "reset"]),
+        operation=dict(type="str", default="read", choices=list(OPERATIONS)),
         plan=dict(type="str", required=True),
         stage=dict(type="str"),
         supersede=dict(type="list", elements="str", default=[]),
@@ -329,65 +403,12 @@ def main():
     result = dict(changed=False, rows=[], latest={}, executed_queries=state.queries)
     op = p["operation"]
     try:
-        if op in ("ensure_schema", "start", "progress", "finish"):
+        if op in WRITING:
             result["changed"] = state.ensure()
         now = datetime.now().astimezone().isoformat()
-        event = None
-        if op == "reset":
-            removed = state.read(p["plan"])
-            if removed and not module.check_mode:
-                with conn.cursor() as cur:
-                    state.execute(cur, sql.SQL("DELETE FROM {} WHERE plan = %s").format(state.table), (p["plan"],))
-            result["changed"] = bool(removed)
-            result["removed"] = removed
-        elif op == "start":
-            before = state.read(p["plan"])
-            running = [r for r in before if r["stage"] == p["stage"] and r["status"] == "running"]
-            result["resumed"] = bool(running)
-            result["superseded"] = state.supersede(before, p["supersede"], p["stage"], p["actor"])
-            if module.check_mode:
-                run = running[-1] if running else dict(id=None, plan=p["plan"], stage=p["stage"], status="running",
-                                                       started_at=now, batches_done=0, hosts_done=[], figures={})
-            elif running:
-                run = state.write("UPDATE {table} SET updated_at = now(), actor = coalesce(%s, actor), "
-                                  "awx_job_id = coalesce(%s, awx_job_id) WHERE id = %s RETURNING {cols}",
-                                  (p["actor"], p["awx_job_id"], running[-1]["id"]))
-            else:
-                run = state.write("INSERT INTO {table} (plan, stage, status, actor, awx_job_id) "
-                                  "VALUES (%s, %s, 'running', %s, %s) RETURNING {cols}",
-                                  (p["plan"], p["stage"], p["actor"], p["awx_job_id"]))
-            result["changed"] = True
-            result["run"] = run
-            event = dict(event="resume" if running else "start",
-                         superseded=[r["stage"] for r in result["superseded"]])
-        elif op in ("progress", "finish"):
-            if module.check_mode:
-                found = state.select("plan = %s AND id = %s", (p["plan"], p["run_id"])) if state.exists() else []
-                current = found[0] if found else None
-            else:
-                current = state.get(p["plan"], p["run_id"])
-            if current is None:
-                # check mode on a database that has no state yet: nothing to update
-                run = dict(id=p["run_id"], plan=p["plan"], stage=p["stage"])
-            elif module.check_mode:
-                run = dict(current)
-            elif op == "progress":
-                run = state.write(
-                    "UPDATE {table} SET updated_at = now(), batches_done = greatest(batches_done, %s), "
-                    "hosts_done = (SELECT coalesce(jsonb_agg(DISTINCT h), '[]'::jsonb) FROM jsonb_array_elements("
-                    "hosts_done || %s::jsonb) AS h), figures = figures || %s::jsonb "
-                    "WHERE id = %s RETURNING {cols}",
-                    (p["batch"] if p["batch"] is not None else current["batches_done"],
-                     json.dumps(p["hosts"] or []), json.dumps(p["figures"] or {}), p["run_id"]))
-            else:
-                run = state.write(
-                    "UPDATE {table} SET updated_at = now(), finished_at = now(), status = %s, "
-                    "reason = coalesce(%s, reason), figures = figures || %s::jsonb "
-                    "WHERE id = %s RETURNING {cols}",
-                    (p["status"], p["reason"], json.dumps(p["figures"] or {}), p["run_id"]))
-            result["changed"] = True
-            result["run"] = run
-            event = dict(event="batch" if op == "progress" else p["status"])
+        outcome, event = getattr(state, "op_" + op)(p, now)
+        result["changed"] = result["changed"] or outcome.pop("changed", False)
+        result.update(outcome)
         if event is not None:
             run = result["run"]
             event.update(plan=p["plan"], stage=run.get("stage") or p["stage"], status=run.get("status"),
