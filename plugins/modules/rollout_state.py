@@ -328,41 +328,30 @@ class State:
         event = dict(event="resume" if running else "start", superseded=[r["stage"] for r in superseded])
         return dict(changed=True, run=run, resumed=bool(running), superseded=superseded), event
 
-    def _current(self, p):
-        """The row of run_id (None in check mode on a database that has no state yet)."""
+    def _update(self, p, query, args):
+        """Run QUERY, an UPDATE of run_id's row, with ARGS(the row as it is). In check mode: the row
+        as it is, or a stand-in on a database that has no state yet."""
         if self.module.check_mode:
             found = self.select("plan = %s AND id = %s", (p["plan"], p["run_id"])) if self.exists() else []
-            return found[0] if found else None
-        return self.get(p["plan"], p["run_id"])
+            return dict(found[0]) if found else dict(id=p["run_id"], plan=p["plan"], stage=p["stage"])
+        return self.write(query, args(self.get(p["plan"], p["run_id"])))
 
     def op_progress(self, p, now):
-        current = self._current(p)
-        if current is None:
-            run = dict(id=p["run_id"], plan=p["plan"], stage=p["stage"])
-        elif self.module.check_mode:
-            run = dict(current)
-        else:
-            run = self.write(
-                "UPDATE {table} SET updated_at = now(), batches_done = greatest(batches_done, %s), "
-                "hosts_done = (SELECT coalesce(jsonb_agg(DISTINCT h), '[]'::jsonb) FROM jsonb_array_elements("
-                "hosts_done || %s::jsonb) AS h), figures = figures || %s::jsonb "
-                "WHERE id = %s RETURNING {cols}",
-                (p["batch"] if p["batch"] is not None else current["batches_done"],
-                 json.dumps(p["hosts"] or []), json.dumps(p["figures"] or {}), p["run_id"]))
+        run = self._update(
+            p, "UPDATE {table} SET updated_at = now(), batches_done = greatest(batches_done, %s), "
+               "hosts_done = (SELECT coalesce(jsonb_agg(DISTINCT h), '[]'::jsonb) FROM jsonb_array_elements("
+               "hosts_done || %s::jsonb) AS h), figures = figures || %s::jsonb "
+               "WHERE id = %s RETURNING {cols}",
+            lambda current: (p["batch"] if p["batch"] is not None else current["batches_done"],
+                             json.dumps(p["hosts"] or []), json.dumps(p["figures"] or {}), p["run_id"]))
         return dict(changed=True, run=run), dict(event="batch")
 
     def op_finish(self, p, now):
-        current = self._current(p)
-        if current is None:
-            run = dict(id=p["run_id"], plan=p["plan"], stage=p["stage"])
-        elif self.module.check_mode:
-            run = dict(current)
-        else:
-            run = self.write(
-                "UPDATE {table} SET updated_at = now(), finished_at = now(), status = %s, "
-                "reason = coalesce(%s, reason), figures = figures || %s::jsonb "
-                "WHERE id = %s RETURNING {cols}",
-                (p["status"], p["reason"], json.dumps(p["figures"] or {}), p["run_id"]))
+        run = self._update(
+            p, "UPDATE {table} SET updated_at = now(), finished_at = now(), status = %s, "
+               "reason = coalesce(%s, reason), figures = figures || %s::jsonb "
+               "WHERE id = %s RETURNING {cols}",
+            lambda current: (p["status"], p["reason"], json.dumps(p["figures"] or {}), p["run_id"]))
         return dict(changed=True, run=run), dict(event=p["status"])
 
 
