@@ -1,197 +1,40 @@
 # Copyright: gradual.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A rollout plan as data: semantic validation and the choice of the next due stage.
+"""A rollout plan as data: its validation and the choice of the next due stage.
 
-Types and required keys are checked first by ``ansible.builtin.validate_argument_spec``
-(playbooks/vars/rollout_plan_spec.yml). The checks here are the ones a type system cannot
-express: an unknown gate, a negative threshold, a stage name used twice, a serial entry that is
-not a count or a percentage, a flag without a baseline value (the emergency rollback would not
-know what to restore), a metric that points at a gate that does not exist.
+The plan's schema is the typed model in ``rollout_model`` (dataclasses: every key, type and
+choice, written once); ``plan_problems`` loads a plan with it and returns every problem, types
+and semantics alike, before anything changes.
 
-Pure Python, no Ansible import: used by the filter plugin on the controller and by unit tests.
+Pure Python, no Ansible import: used by the action plugin and filters on the controller and by
+unit tests.
 """
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 
-from ansible_collections.gradual.rollout.plugins.module_utils.migration.options import ladder_problems, stage_options
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_model import (
+    GATE_TYPES,
+    METRIC_OPS,
+    MIGRATE_OPTIONS,
+    Plan,
+    PlanError,
+    check_plan,
+    load_plan,
+)
 
-GATE_TYPES = ("http_slo", "pool_check", "cache_check")
-ACTION_KEYS = ("flags", "migrate", "lint")
-# What a stage's actions.migrate may set: the target and the pg_migrate options a plan tunes per
-# stage (the rest - paths, ledger - belong to the inventory); named once, in pg_migrate's spec.
-MIGRATE_OPTIONS = stage_options()
+__all__ = ["GATE_TYPES", "METRIC_OPS", "MIGRATE_OPTIONS", "STATUSES", "Plan", "PlanError", "load_plan",
+           "plan_problems", "latest_by_stage", "superseded_by", "next_stage", "status_table"]
+
 # superseded: the stage had passed, then an earlier stage was run again on request
 # (rollout_rerun_passed) and put back its own flags or migration target over this stage's.
 STATUSES = ("running", "passed", "failed", "rolled_back", "superseded")
-METRIC_OPS = ("<", "<=", ">", ">=", "==")
-# Numeric gate arguments that make no sense below zero.
-NON_NEGATIVE = ("duration", "interval", "requests", "concurrency", "min_samples", "timeout")
-# Used with fullmatch(): "$" alone also matches before a final newline ("one\n" is no stage name).
-STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-FLAG_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
-SERIAL_PCT_RE = re.compile(r"^([0-9]{1,3})%$")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _threshold_problems(where: str, args: dict) -> list:
-    problems = []
-    for key, value in sorted(args.items()):
-        numeric = key.startswith(("max_", "min_")) or key in NON_NEGATIVE
-        if not numeric:
-            continue
-        given = value
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                # e.g. max_used_memory: "500mb" - sizes are checked by the gate module itself
-                if value.strip().startswith("-"):
-                    problems.append("%s: threshold %s=%r is negative; use a value >= 0"
-                                    % (where, key, value))
-                continue
-        if _is_number(value) and value < 0:
-            problems.append("%s: threshold %s=%r is negative; use a value >= 0" % (where, key, given))
-        if key.endswith(("_rate", "_utilization")) and _is_number(value) and value > 100:
-            problems.append("%s: %s=%r is above 100; rates and utilisations are percentages"
-                            % (where, key, given))
-    return problems
-
-
-def _serial_problems(where: str, serial) -> list:
-    if serial is None:
-        return []
-    if not isinstance(serial, list) or not serial:
-        return ["%s: serial %r must be a non-empty list such as [1, \"50%%\", \"100%%\"]" % (where, serial)]
-    problems = []
-    for entry in serial:
-        if _is_number(entry) and int(entry) == entry and entry > 0:
-            continue
-        match = SERIAL_PCT_RE.fullmatch(str(entry)) if isinstance(entry, str) else None
-        if match and 0 < int(match.group(1)) <= 100:
-            continue
-        problems.append("%s: serial entry %r is neither a host count > 0 nor a percentage "
-                        "between 1%% and 100%%" % (where, entry))
-    return problems
 
 
 def plan_problems(plan) -> list:
-    """Every semantic problem of PLAN as a sentence naming the stage, the key and the value."""
-    if not isinstance(plan, dict):
-        return ["the rollout plan must be a mapping, got %s" % type(plan).__name__]
-    problems = []
-    baseline = plan.get("baseline") or {}
-    if not isinstance(baseline, dict):
-        problems.append("baseline must be a mapping of flag name to value")
-        baseline = {}
-    for name in baseline:
-        if not FLAG_NAME_RE.fullmatch(str(name)):
-            problems.append("baseline: flag name %r must be upper case letters, digits and _" % name)
-    stages = plan.get("stages")
-    if not isinstance(stages, list) or not stages:
-        return problems + ["the plan has no stages: give a non-empty list under stages"]
-    seen = {}
-    gates_by_stage = {}
-    for index, stage in enumerate(stages):
-        if not isinstance(stage, dict):
-            problems.append("stage #%d must be a mapping, got %r" % (index + 1, stage))
-            continue
-        name = stage.get("name")
-        where = "stage %r" % name if name else "stage #%d" % (index + 1)
-        if not isinstance(name, str) or not STAGE_NAME_RE.fullmatch(name):
-            problems.append("%s: name %r must match %s" % (where, name, STAGE_NAME_RE.pattern))
-        elif name in seen:
-            problems.append("stage name %r is used twice (stages #%d and #%d); stage names must be unique"
-                            % (name, seen[name] + 1, index + 1))
-        else:
-            seen[name] = index
-        bake = stage.get("bake_hours", 0)
-        if not _is_number(bake) or bake < 0:
-            problems.append("%s: bake_hours %r must be a number >= 0" % (where, bake))
-        problems += _serial_problems(where, stage.get("serial"))
-        actions = stage.get("actions") or {}
-        if not isinstance(actions, dict):
-            problems.append("%s: actions must be a mapping" % where)
-            actions = {}
-        for key in actions:
-            if key not in ACTION_KEYS:
-                problems.append("%s: unknown action %r; known actions: %s"
-                                % (where, key, ", ".join(ACTION_KEYS)))
-        for kind in ("actions", "rollback"):
-            flags = ((stage.get(kind) or {}).get("flags") or {}) if isinstance(stage.get(kind) or {}, dict) else {}
-            if not isinstance(flags, dict):
-                problems.append("%s: %s.flags must be a mapping of flag name to value" % (where, kind))
-                continue
-            for flag, value in flags.items():
-                if not FLAG_NAME_RE.fullmatch(str(flag)):
-                    problems.append("%s: flag name %r must be upper case letters, digits and _"
-                                    % (where, flag))
-                if isinstance(value, (dict, list)) or value is None:
-                    problems.append("%s: flag %s has value %r; use a string, number or boolean"
-                                    % (where, flag, value))
-                if kind == "actions" and flag not in baseline:
-                    problems.append("%s: flag %s has no value in baseline, so an emergency rollback "
-                                    "could not restore it; add it to baseline" % (where, flag))
-        migrate = actions.get("migrate")
-        problems += _migrate_problems(where, migrate)
-        gate_names = set()
-        for gindex, gate in enumerate(stage.get("gates") or []):
-            if not isinstance(gate, dict):
-                problems.append("%s: gate #%d must be a mapping" % (where, gindex + 1))
-                continue
-            gname = gate.get("name") or "#%d" % (gindex + 1)
-            gwhere = "%s gate %r" % (where, gname)
-            if gate.get("type") not in GATE_TYPES:
-                problems.append("%s: unknown gate type %r; known gates: %s"
-                                % (gwhere, gate.get("type"), ", ".join(GATE_TYPES)))
-            if gname in gate_names:
-                problems.append("%s: gate name %r is used twice in this stage" % (where, gname))
-            gate_names.add(gname)
-            args = gate.get("args") or {}
-            if not isinstance(args, dict):
-                problems.append("%s: args must be a mapping" % gwhere)
-                continue
-            problems += _threshold_problems(gwhere, args)
-        if isinstance(name, str):
-            # a migration's result (lock waits, versions) can feed a metric like a gate's
-            gates_by_stage[name] = gate_names | ({"migrate"} if migrate else set())
-    for metric in plan.get("metrics") or []:
-        mname = metric.get("name", "?") if isinstance(metric, dict) else metric
-        if not isinstance(metric, dict):
-            problems.append("metric %r must be a mapping" % (mname,))
-            continue
-        if metric.get("op", "<") not in METRIC_OPS:
-            problems.append("metric %r: op %r must be one of %s" % (mname, metric.get("op"), " ".join(METRIC_OPS)))
-        if metric.get("stage") is not None:
-            if metric["stage"] not in gates_by_stage:
-                problems.append("metric %r: stage %r is not in the plan" % (mname, metric["stage"]))
-            elif metric.get("gate") and metric["gate"] not in gates_by_stage[metric["stage"]]:
-                problems.append("metric %r: stage %r has no gate %r" % (mname, metric["stage"], metric["gate"]))
-    for flag in plan.get("cleanup") or []:
-        if not FLAG_NAME_RE.fullmatch(str(flag)):
-            problems.append("cleanup: flag name %r must be upper case letters, digits and _" % (flag,))
-    return problems
-
-
-def _migrate_problems(where: str, migrate) -> list:
-    """A stage's actions.migrate: a mapping with a target and known pg_migrate options whose
-    values pg_migrate would accept (checked now, before the run changes anything)."""
-    if migrate is None:
-        return []
-    if not (isinstance(migrate, dict) and migrate.get("target")):
-        return ["%s: actions.migrate must be a mapping with a target version, got %r" % (where, migrate)]
-    problems = ["%s: unknown actions.migrate option %r; known options: %s" % (where, key, ", ".join(MIGRATE_OPTIONS))
-                for key in migrate if key not in MIGRATE_OPTIONS]
-    problems += ["%s: actions.migrate.%s" % (where, problem) for problem in ladder_problems(migrate)]
-    settings = migrate.get("session_settings")
-    if settings is not None and not isinstance(settings, dict):
-        problems.append("%s: actions.migrate.session_settings must be a mapping of setting to value, got %r"
-                        % (where, settings))
-    return problems
+    """Every problem of PLAN (a mapping) as a sentence naming the stage, the key and the value:
+    wrong types, unknown keys, missing keys, bad choices and the semantic checks. Empty: valid."""
+    return check_plan(plan)[1]
 
 
 def _parse_time(value):

@@ -12,18 +12,35 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan import load_plan
+
 ROOT = Path(__file__).resolve().parents[2]
 LAB_HOSTS = {"db1", "db2", "cache1", "web1", "app1", "app2"}
 # Beside this Python first (.venv), else on PATH (ansible-test units runs a Python of its own choice).
-INVENTORY_BIN = shutil.which("ansible-inventory",
-                             path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+BIN_PATH = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+INVENTORY_BIN = shutil.which("ansible-inventory", path=BIN_PATH)
+ANSIBLE_BIN = shutil.which("ansible", path=BIN_PATH)
 
 
-def inventory_cli(source: Path, *args: str) -> subprocess.CompletedProcess:
+def inventory_cli(source: Path, *args: str, binary=INVENTORY_BIN, **env_vars: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
-    return subprocess.run([str(INVENTORY_BIN), "-i", str(source), *args],
+    env.update(env_vars)
+    return subprocess.run([str(binary), "-i", str(source), *args],
                           capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+
+
+def templated_var(source: Path, host: str, name: str):
+    """Variable NAME of HOST as a play would use it: templated by Ansible (the debug action runs on
+    the controller, nothing connects). The vault's secrets stand in as a placeholder."""
+    proc = inventory_cli(source, host, "-m", "ansible.builtin.debug", "-a", "var=" + name,
+                         "-e", "vault_redis_admin_password=placeholder", binary=ANSIBLE_BIN,
+                         ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    # the JSON document, after what other enabled callbacks (profile_tasks) print before it
+    start = proc.stdout.find("{") if proc.stdout.startswith("{") else proc.stdout.index("\n{") + 1
+    result = json.JSONDecoder().raw_decode(proc.stdout, start)[0]
+    return result["plays"][0]["tasks"][0]["hosts"][host][name]
 
 
 def graph(inventory: str) -> dict[str, set[str]]:
@@ -73,3 +90,10 @@ def test_every_inventory_reads_the_one_plan_with_its_own_gate_duration(tmp_path,
     plan = yaml.safe_load((ROOT / "examples/rollout/plan.yml").read_text(encoding="utf-8"))["rollout_plan"]
     assert hostvars["rollout_plan"] == plan
     assert hostvars["rollout_gate_duration"] == duration
+    # ... and the plan the rollout validates, templated for that host, loads without a problem
+    loaded = load_plan(templated_var(copy, app_host, "rollout_plan"))
+    names = [stage.name for stage in loaded.stages]
+    assert names[0] == "w1d1_migration_safety" and names[-1] == "w4_stabilisation" and len(names) == 9
+    assert all(isinstance(gate.args, dict) for stage in loaded.stages for gate in stage.gates)
+    pool_gate = next(gate for gate in loaded.stages[-1].gates if gate.type == "pool_check")
+    assert pool_gate.args["duration"] == duration

@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
-
 import pytest
-import yaml
 
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates import GATE_TYPES
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_model import Actions, Gate, Plan, Stage
 from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan import (
+    PlanError,
+    load_plan,
     next_stage,
     plan_problems,
     status_table,
 )
-
-ROOT = Path(__file__).resolve().parents[4]
 
 
 def good_plan():
@@ -38,19 +37,6 @@ def good_plan():
 
 def test_a_good_plan_has_no_problem():
     assert plan_problems(good_plan()) == []
-
-
-@pytest.mark.parametrize("inventory", ["lab", "staging", "production"])
-def test_the_example_plan_is_valid_as_each_inventory_reads_it(inventory):
-    # group_vars/all/plan.yml of each inventory is a link to examples/rollout/plan.yml
-    plan = yaml.safe_load((ROOT / "inventories" / inventory / "group_vars/all/plan.yml").read_text())["rollout_plan"]
-    # gate args are templated by Ansible from rollout_gate_*; stand in a mapping for them
-    for stage in plan["stages"]:
-        for gate in stage.get("gates", []):
-            gate["args"] = {}
-    assert plan_problems(plan) == []
-    names = [s["name"] for s in plan["stages"]]
-    assert names[0] == "w1d1_migration_safety" and names[-1] == "w4_stabilisation" and len(names) == 9
 
 
 @pytest.mark.parametrize("mutate, expected", [
@@ -86,6 +72,139 @@ def test_each_bad_plan_is_named(mutate, expected):
     mutate(plan)
     problems = plan_problems(plan)
     assert any(expected in p for p in problems), problems
+
+
+# ---- the typed model: types, unknown keys, missing keys, choices ------------------------------
+
+def test_a_good_plan_loads_as_typed_objects():
+    plan = load_plan(good_plan())
+    assert isinstance(plan, Plan) and [s.name for s in plan.stages] == ["one", "two", "three"]
+    one, three = plan.stages[0], plan.stages[2]
+    assert isinstance(one, Stage) and isinstance(one.actions, Actions) and isinstance(one.gates[0], Gate)
+    assert one.gates[0].type == "http_slo" and one.gates[0].args["max_p95_ms"] == 200 and one.serial == [1, "100%"]
+    # defaults of what the plan leaves out; migrate stays pg_migrate's options as given
+    assert three.gates == [] and three.serial is None and three.actions.flags == {} and not three.actions.lint
+    assert three.actions.migrate == {"target": "003", "lock_timeout_ms": 200, "blocker_wait_s": 120,
+                                     "session_settings": {"maintenance_work_mem": "256MB"}}
+    assert plan.metrics[0].op == "<" and plan.cleanup == []
+
+
+def test_the_gate_types_are_the_gate_modules():
+    plan = good_plan()
+    plan["stages"][0]["gates"] = [{"name": t, "type": t, "args": {}} for t in GATE_TYPES]
+    assert plan_problems(plan) == []
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    # wrong types, named with the path and the value
+    (lambda p: p.update(name=5), "the plan: name must be a string, got 5"),
+    (lambda p: p.update(baseline=["USE_X"]), "the plan: baseline must be a mapping of flag name to value, got ['USE_X']"),
+    (lambda p: p.update(stages={"one": {}}), "the plan: stages must be a list of mappings, got {'one': {}}"),
+    (lambda p: p["stages"].append("four"), "stage #4 must be a mapping, got 'four'"),
+    (lambda p: p["stages"][0].update(bake_hours="soon"), "stage 'one': bake_hours must be a number, got 'soon'"),
+    (lambda p: p["stages"][0].update(bake_hours=True), "stage 'one': bake_hours must be a number, got True"),
+    (lambda p: p["stages"][0].update(serial="100%"), "stage 'one': serial must be a list, got '100%'"),
+    (lambda p: p["stages"][0].update(serial=[1, 1.5]),
+     "stage 'one': serial entry #2 must be a string or an integer, got 1.5"),
+    (lambda p: p["stages"][0].update(description=["x"]), "stage 'one': description must be a string, got ['x']"),
+    (lambda p: p["stages"][0].update(actions=["flags"]), "stage 'one': actions must be a mapping, got ['flags']"),
+    (lambda p: p["stages"][0]["actions"].update(flags="USE_X=true"),
+     "stage 'one': actions.flags must be a mapping of flag name to value, got 'USE_X=true'"),
+    (lambda p: p["stages"][0]["actions"].update(lint="yes"), "stage 'one': actions.lint must be true or false, got 'yes'"),
+    (lambda p: p["stages"][2]["actions"].update(migrate="003"),
+     "stage 'three': actions.migrate must be a mapping with a target version, got '003'"),
+    (lambda p: p["stages"][0].update(gates={"name": "slo"}), "stage 'one': gates must be a list of mappings"),
+    (lambda p: p["stages"][0]["gates"][0].update(args="{{ rollout_gate_slo }}"),
+     "stage 'one' gate 'slo': args must be a mapping, got '{{ rollout_gate_slo }}'"),
+    (lambda p: p["stages"][0]["gates"][0].update(load=[1]), "stage 'one' gate 'slo': load must be a mapping, got [1]"),
+    (lambda p: p["stages"][0]["gates"][0]["args"].update(url=3000),
+     "stage 'one' gate 'slo': url must be a string (a URL, or a path such as \"/health\""),
+    (lambda p: p["stages"][0].update(rollback={"flags": ["USE_X"]}),
+     "stage 'one': rollback.flags must be a mapping of flag name to value, got ['USE_X']"),
+    (lambda p: p["metrics"][0].update(threshold="50"), "metric 'Pool': threshold must be a number, got '50'"),
+    (lambda p: p.update(cleanup="USE_X"), "the plan: cleanup must be a list, got 'USE_X'"),
+    (lambda p: p.update(cleanup=[1]), "the plan: cleanup entry #1 must be a string, got 1"),
+    # pg_migrate's own types and choices for the options of a stage's migration
+    (lambda p: p["stages"][2]["actions"]["migrate"].update(target=3),
+     "stage 'three': actions.migrate.target must be a string, got 3"),
+    (lambda p: p["stages"][2]["actions"]["migrate"].update(cancel_autovacuum="no"),
+     "stage 'three': actions.migrate.cancel_autovacuum must be true or false, got 'no'"),
+    (lambda p: p["stages"][2]["actions"]["migrate"].update(backup_method="rsync"),
+     "stage 'three': actions.migrate.backup_method 'rsync' must be one of pg_dump, restore_point, both"),
+    # unknown keys at each level, with the known ones
+    (lambda p: p.update(stage=[]), "the plan: unknown key 'stage'; known keys: name, baseline, stages, cleanup, "
+                                   "metrics; did you mean stages?"),
+    (lambda p: p["stages"][0].update(bake_hour=1), "stage 'one': unknown key 'bake_hour'; known keys: name, "
+                                                   "description, bake_hours, serial, actions, gates, rollback"),
+    (lambda p: p["stages"][0]["actions"].update(flag={}), "stage 'one': unknown action 'flag'; known actions: "
+                                                          "flags, migrate, lint; did you mean flags?"),
+    (lambda p: p["stages"][0].update(rollback={"flag": {}}),
+     "stage 'one': unknown key 'rollback.flag'; known keys of rollback: flags"),
+    (lambda p: p["stages"][0]["gates"][0].update(arg={}),
+     "stage 'one' gate 'slo': unknown key 'arg'; known keys: name, type, args, load"),
+    (lambda p: p["metrics"][0].update(gates="pool"), "metric 'Pool': unknown key 'gates'; known keys: name, "
+                                                     "threshold, target, op, unit, stage, gate, field, scale"),
+    # missing required keys
+    (lambda p: p.pop("name"), "the plan: required key 'name' is missing"),
+    (lambda p: p.pop("baseline"), "the plan: required key 'baseline' is missing"),
+    (lambda p: p.pop("stages"), "the plan: required key 'stages' is missing"),
+    (lambda p: p["stages"][1].pop("name"), "stage #2: required key 'name' is missing"),
+    (lambda p: p["stages"][1].update(name=None), "stage #2: required key 'name' is missing"),
+    (lambda p: p["stages"][0]["gates"][0].pop("name"), "stage 'one' gate #1: required key 'name' is missing"),
+    (lambda p: p["stages"][0]["gates"][0].pop("type"), "stage 'one' gate 'slo': required key 'type' is missing"),
+    (lambda p: p["stages"][0]["gates"][0].pop("args"), "stage 'one' gate 'slo': required key 'args' is missing"),
+    (lambda p: p["metrics"][1].pop("threshold"), "metric 'Locks': required key 'threshold' is missing"),
+    (lambda p: p["stages"][2]["actions"]["migrate"].pop("target"),
+     "stage 'three': actions.migrate must be a mapping with a target version"),
+    # choices
+    (lambda p: p["stages"][0]["gates"][0].update(type="latency_check"),
+     "stage 'one' gate 'slo': unknown gate type 'latency_check'; known gates: " + ", ".join(GATE_TYPES)),
+    (lambda p: p["metrics"][0].update(op="=>"), "metric 'Pool': op '=>' must be one of <, <=, >, >=, =="),
+])
+def test_each_kind_of_problem_is_named_with_its_path_and_value(mutate, expected):
+    plan = good_plan()
+    mutate(plan)
+    problems = plan_problems(plan)
+    assert any(expected in p for p in problems), problems
+    with pytest.raises(PlanError) as error:
+        load_plan(plan)
+    assert error.value.problems == problems
+
+
+def test_every_problem_is_reported_at_once_and_each_once():
+    plan = good_plan()
+    plan["stages"][0].update(bake_hours="soon", bake_hour=1)
+    plan["stages"][0]["gates"][0].update(type="latency_check")
+    plan["stages"][1].pop("name")
+    plan["stages"][2]["actions"]["migrate"].update(lock_retries="many")
+    plan["metrics"][0].update(op="=>")
+    plan.update(stage=[])
+    problems = plan_problems(plan)
+    assert len(problems) == 7, problems
+    # a value of the wrong type is named once, not again by the checks that follow
+    assert sum("lock_retries" in p for p in problems) == 1
+    assert "stage 'three': actions.migrate.lock_retries must be an integer, got 'many'" in problems
+
+
+def test_a_gate_url_may_be_a_path_on_the_changed_app_host():
+    plan = good_plan()
+    plan["stages"][0]["gates"][0]["args"]["url"] = "/health"
+    plan["stages"][0]["gates"][0]["load"] = {"url": "/api/standings/39", "duration": "5s", "concurrency": 8}
+    assert plan_problems(plan) == []
+    plan["stages"][0]["gates"][0]["load"]["concurrency"] = -1
+    assert plan_problems(plan) == ["stage 'one' gate 'slo' load: threshold concurrency=-1 is negative; use a value >= 0"]
+
+
+def test_null_is_the_default():
+    plan = good_plan()
+    plan["stages"][0].update(description=None, serial=None, rollback=None)
+    plan["stages"][2].update(gates=None, bake_hours=None)
+    assert plan_problems(plan) == []
+    assert load_plan(plan).stages[2].bake_hours == 0
+
+
+def test_a_plan_that_is_no_mapping():
+    assert plan_problems(["one"]) == ["the rollout plan must be a mapping, got list"]
 
 
 def test_a_stage_may_ask_pg_migrate_for_a_restore_point():

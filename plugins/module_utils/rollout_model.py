@@ -1,0 +1,441 @@
+# Copyright: gradual.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The rollout plan's one schema: typed dataclasses, and ``load_plan`` that checks plan data
+against them and turns it into a ``Plan``.
+
+Every key, type and choice of a plan is written here once, as a dataclass field: its annotation
+is the type the loader checks (``Optional``, ``List``, ``Dict``, ``Union``, ``Literal`` for choices,
+a nested dataclass), a field without a default is required, and a key no field names is unknown.
+The gate types are those of ``rollout_gates.GATE_MODULES``; a stage's ``actions.migrate`` is a
+dict of pg_migrate options, checked against pg_migrate's own argument spec
+(``migration.options``), so an option is named only there.
+
+``load_plan`` reports every problem at once, each a sentence naming the stage, the key and the
+value: wrong types, unknown keys (with the known ones), missing keys, bad choices, and what no type
+can say (an unknown gate, a negative threshold, a stage name used twice, a serial entry that is
+not a count or a percentage, a flag without a baseline value, a metric pointing at a gate that
+does not exist).
+
+Pure Python, no Ansible import: used by the action plugin and filters on the controller and by
+unit tests.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from typing import Any, Dict, List, Literal, Optional, Union
+
+from ansible_collections.gradual.rollout.plugins.module_utils.migration.options import (
+    argument_spec as migrate_argument_spec,
+    ladder_problems,
+    stage_options,
+)
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates import GATE_TYPES
+
+# The choices of a plan, as types: a gate's type and a metric's comparison.
+GateType = Literal[GATE_TYPES]
+MetricOp = Literal["<", "<=", ">", ">=", "=="]
+METRIC_OPS = typing.get_args(MetricOp)
+# What a stage's actions.migrate may set: the target and the pg_migrate options a plan tunes per
+# stage (the rest - paths, ledger - belong to the inventory), with pg_migrate's types and choices.
+MIGRATE_OPTIONS = stage_options()
+MIGRATE_SPEC = {key: spec for key, spec in migrate_argument_spec().items() if key in MIGRATE_OPTIONS}
+# Numeric gate arguments that make no sense below zero.
+NON_NEGATIVE = ("duration", "interval", "requests", "concurrency", "min_samples", "timeout")
+# Used with fullmatch(): "$" alone also matches before a final newline ("one\n" is no stage name).
+STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+FLAG_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+SERIAL_PCT_RE = re.compile(r"^([0-9]{1,3})%$")
+
+FLAGS = "a mapping of flag name to value"
+
+
+def _meta(expect: str = "", choice: str = "") -> dict:
+    """A field's wording: EXPECT replaces the type's own ("a mapping"), CHOICE the message of a
+    value outside its choices (with {where}, {path}, {value} and {choices})."""
+    return {"expect": expect, "choice": choice}
+
+
+@dataclass
+class Rollback:
+    """What a stage's rollback puts back beyond the flags the stage set."""
+
+    flags: Dict[str, Any] = field(default_factory=dict, metadata=_meta(FLAGS))
+
+
+@dataclass
+class Actions:
+    """What a stage changes: flags in the app's flags.env, a migration, the migration linter."""
+
+    flags: Dict[str, Any] = field(default_factory=dict, metadata=_meta(FLAGS))
+    # {target, <pg_migrate options>}: passed to pg_migrate as it is (its spec checks the options)
+    migrate: Optional[Dict[str, Any]] = field(default=None, metadata=_meta("a mapping with a target version"))
+    lint: bool = False
+
+    NOUN = "action"  # "unknown action 'deploy'; known actions: flags, migrate, lint"
+
+
+@dataclass
+class Gate:
+    """One gate of a stage: its module's arguments are a free mapping the gate module checks.
+    A ``url`` (in args or load) may be a path such as "/health": on the app host the batch just
+    changed."""
+
+    name: str
+    type: GateType = field(metadata=_meta(choice="{where}: unknown gate type {value!r}; known gates: {choices}"))
+    args: Dict[str, Any]
+    # a bounded http_slo load that runs while the gate samples
+    load: Optional[Dict[str, Any]] = None
+
+    @staticmethod
+    def label(parent: str, data, index: int) -> str:
+        name = data.get("name") if isinstance(data, dict) else None
+        return "%s gate %r" % (parent, name) if isinstance(name, str) and name else "%s gate #%d" % (parent, index + 1)
+
+
+@dataclass
+class Stage:
+    name: str
+    description: Optional[str] = None
+    # hours that must pass after the previous stage passed
+    bake_hours: float = 0
+    # host batches over the app group: counts and percentages
+    serial: Optional[List[Union[int, str]]] = None
+    actions: Actions = field(default_factory=Actions)
+    gates: List[Gate] = field(default_factory=list)
+    rollback: Optional[Rollback] = None
+
+    @staticmethod
+    def label(parent: str, data, index: int) -> str:
+        name = data.get("name") if isinstance(data, dict) else None
+        return "stage %r" % name if isinstance(name, str) and name else "stage #%d" % (index + 1)
+
+
+@dataclass
+class Metric:
+    """A row of the report's success metrics: where its actual value comes from (stage, gate,
+    field of the gate's result) and what it is compared with."""
+
+    name: str
+    threshold: float
+    target: Optional[str] = None
+    op: MetricOp = field(default="<", metadata=_meta(choice="{where}: op {value!r} must be one of {choices}"))
+    unit: Optional[str] = None
+    stage: Optional[str] = None
+    gate: Optional[str] = None
+    field: Optional[str] = None
+    scale: Optional[float] = None
+
+    @staticmethod
+    def label(parent: str, data, index: int) -> str:
+        name = data.get("name") if isinstance(data, dict) else None
+        return "metric %r" % name if isinstance(name, str) and name else "metric #%d" % (index + 1)
+
+
+@dataclass
+class Plan:
+    name: str
+    # emergency rollback values: every flag a stage sets must have one
+    baseline: Dict[str, Any] = field(metadata=_meta(FLAGS))
+    stages: List[Stage]
+    # flags to retire from the code once every stage is stable
+    cleanup: List[str] = field(default_factory=list)
+    metrics: List[Metric] = field(default_factory=list)
+
+
+class PlanError(ValueError):
+    """A plan that does not load; ``problems`` holds every problem, one sentence each."""
+
+    def __init__(self, problems: list):
+        super().__init__("the rollout plan has %d problem(s): %s" % (len(problems), "; ".join(problems)))
+        self.problems = list(problems)
+
+
+def load_plan(data) -> Plan:
+    """The typed ``Plan`` of DATA (the plan as a mapping); raises ``PlanError`` with every problem."""
+    plan, problems = check_plan(data)
+    if problems:
+        raise PlanError(problems)
+    return plan
+
+
+def check_plan(data) -> tuple:
+    """(the ``Plan`` of DATA or None, every problem of DATA). DATA itself is not modified."""
+    if not isinstance(data, dict):
+        return None, ["the rollout plan must be a mapping, got %s" % type(data).__name__]
+    problems = []
+    plan = _load(Plan, data, "the plan", "", problems)
+    problems += _semantic_problems(plan)
+    return (None if problems else plan), problems
+
+
+# ---- types: the loader reads the dataclasses' annotations ---------------------------------------
+
+_INVALID = object()
+_NONE = type(None)
+_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+          dict: "a mapping", list: "a list"}
+# pg_migrate's argument spec types -> the plan model's
+_SPEC_TYPES = {"str": str, "path": str, "bool": bool, "int": int, "float": float, "dict": dict, "list": list,
+               "raw": Any}
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _at(where: str, path: str) -> str:
+    return "%s: %s" % (where, path) if path else where
+
+
+def _did_you_mean(key, known) -> str:
+    near = difflib.get_close_matches(str(key), known, n=1)
+    return "; did you mean %s?" % near[0] if near else ""
+
+
+def _describe(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:
+        # sorted: typing may hand back Union[int, str] as Union[str, int], whichever it made first
+        return " or ".join(sorted(_describe(a) for a in args if a is not _NONE))
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin in (list, List):
+        return "a list of mappings" if args and is_dataclass(args[0]) else "a list"
+    if is_dataclass(hint):
+        return "a mapping"
+    return _NAMES.get(origin or hint, getattr(hint, "__name__", str(hint)))
+
+
+def _matches(hint, value) -> bool:
+    """VALUE is of the plain type HINT (str, int, float, bool, dict, list, Any)."""
+    if hint is Any:
+        return True
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, typing.get_origin(hint) or hint)
+
+
+def _convert(hint, value, where: str, path: str, problems: list, meta=None, label=None):
+    """VALUE checked against HINT (nested dataclasses loaded), or _INVALID after adding a problem."""
+    meta = meta or {}
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:
+        others = [a for a in args if a is not _NONE]
+        if value is None and len(others) < len(args):
+            return None
+        if len(others) == 1:
+            return _convert(others[0], value, where, path, problems, meta, label)
+        if any(_matches(a, value) for a in others):
+            return value
+    elif origin is Literal:
+        if isinstance(value, str) and value in args:
+            return value
+        message = meta.get("choice") or "{where}: {path} {value!r} must be one of {choices}"
+        problems.append(message.format(where=where, path=path, value=value, choices=", ".join(args)))
+        return _INVALID
+    elif is_dataclass(hint):
+        return _load(hint, value, where, path, problems)
+    elif origin in (list, List) and isinstance(value, list):
+        item = args[0] if args else Any
+        out = []
+        for index, entry in enumerate(value):
+            if is_dataclass(item):
+                loaded = _load(item, entry, item.label(where, entry, index), "", problems)
+            else:
+                loaded = _convert(item, entry, where, "%s entry #%d" % (path, index + 1), problems)
+            if loaded is not _INVALID:
+                out.append(loaded)
+        return out
+    elif _matches(hint, value):
+        return value
+    problems.append("%s must be %s, got %s" % (_at(where, path), meta.get("expect") or _describe(hint), _short(value)))
+    return _INVALID
+
+
+def _required(spec) -> bool:
+    return spec.default is MISSING and spec.default_factory is MISSING
+
+
+def _load(cls, data, where: str, path: str, problems: list):
+    """An instance of the dataclass CLS from the mapping DATA. Missing or invalid values are left
+    at their default (None when required), so the semantic checks see only valid ones."""
+    if not isinstance(data, dict):
+        problems.append("%s must be a mapping, got %s" % (_at(where, path), _short(data)))
+        return _INVALID
+    hints = typing.get_type_hints(cls)
+    specs = fields(cls)
+    known = [spec.name for spec in specs]
+    prefix = path + "." if path else ""
+    for key in data:
+        if key in known:
+            continue
+        noun = getattr(cls, "NOUN", None)
+        if noun:
+            message = "%s: unknown %s %r; known %ss: %s" % (where, noun, key, noun, ", ".join(known))
+        else:
+            message = "%s: unknown key %r; known keys%s: %s" % (where, prefix + str(key),
+                                                                " of " + path if path else "", ", ".join(known))
+        problems.append(message + _did_you_mean(key, known))
+    values = {}
+    for spec in specs:
+        value = data.get(spec.name)
+        if value is None:  # absent and null alike: the default applies
+            if _required(spec):
+                problems.append("%s: required key %r is missing" % (where, prefix + spec.name))
+                values[spec.name] = None
+            continue
+        loaded = _convert(hints[spec.name], value, where, prefix + spec.name, problems, spec.metadata)
+        if loaded is not _INVALID:
+            values[spec.name] = loaded
+        elif _required(spec):
+            values[spec.name] = None
+    return cls(**values)
+
+
+# ---- semantics: what a type cannot say ---------------------------------------------------------
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _flag_problems(where: str, flags: dict, baseline=None) -> list:
+    """Names and values of FLAGS; with BASELINE, every flag must have a baseline value."""
+    problems = []
+    for flag, value in flags.items():
+        if not FLAG_NAME_RE.fullmatch(str(flag)):
+            problems.append("%s: flag name %r must be upper case letters, digits and _" % (where, flag))
+        if isinstance(value, (dict, list)) or value is None:
+            problems.append("%s: flag %s has value %r; use a string, number or boolean" % (where, flag, value))
+        if baseline is not None and flag not in baseline:
+            problems.append("%s: flag %s has no value in baseline, so an emergency rollback "
+                            "could not restore it; add it to baseline" % (where, flag))
+    return problems
+
+
+def _threshold_problems(where: str, args: dict) -> list:
+    problems = []
+    for key, value in sorted(args.items(), key=lambda item: str(item[0])):
+        key = str(key)
+        if not (key.startswith(("max_", "min_")) or key in NON_NEGATIVE):
+            continue
+        given = value
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                # e.g. max_used_memory: "500mb" - sizes are checked by the gate module itself
+                if value.strip().startswith("-"):
+                    problems.append("%s: threshold %s=%r is negative; use a value >= 0" % (where, key, value))
+                continue
+        if _is_number(value) and value < 0:
+            problems.append("%s: threshold %s=%r is negative; use a value >= 0" % (where, key, given))
+        if key.endswith(("_rate", "_utilization")) and _is_number(value) and value > 100:
+            problems.append("%s: %s=%r is above 100; rates and utilisations are percentages" % (where, key, given))
+    return problems
+
+
+def _url_problems(where: str, args: dict) -> list:
+    url = args.get("url")
+    if url is None or isinstance(url, str):
+        return []
+    return ["%s: url must be a string (a URL, or a path such as \"/health\" on the app host the batch "
+            "just changed), got %s" % (where, _short(url))]
+
+
+def _serial_problems(where: str, serial) -> list:
+    if serial is None:
+        return []
+    if not serial:
+        return ["%s: serial %r must be a non-empty list such as [1, \"50%%\", \"100%%\"]" % (where, serial)]
+    problems = []
+    for entry in serial:
+        if _is_number(entry) and int(entry) == entry and entry > 0:
+            continue
+        match = SERIAL_PCT_RE.fullmatch(entry) if isinstance(entry, str) else None
+        if match and 0 < int(match.group(1)) <= 100:
+            continue
+        problems.append("%s: serial entry %r is neither a host count > 0 nor a percentage "
+                        "between 1%% and 100%%" % (where, entry))
+    return problems
+
+
+def _migrate_problems(where: str, migrate) -> list:
+    """A stage's actions.migrate: a target and known pg_migrate options of pg_migrate's types and
+    choices, whose values pg_migrate would accept (checked now, before the run changes anything)."""
+    if migrate is None:
+        return []
+    if not migrate.get("target"):
+        return ["%s: actions.migrate must be a mapping with a target version, got %s" % (where, _short(migrate))]
+    problems = []
+    valid = {}
+    for key, value in migrate.items():
+        spec = MIGRATE_SPEC.get(key)
+        if spec is None:
+            problems.append("%s: unknown actions.migrate option %r; known options: %s%s"
+                            % (where, key, ", ".join(MIGRATE_OPTIONS), _did_you_mean(key, MIGRATE_OPTIONS)))
+            continue
+        hint = Literal[tuple(spec["choices"])] if spec.get("choices") else _SPEC_TYPES[spec.get("type", "str")]
+        expect = "a mapping of setting to value" if key == "session_settings" else ""
+        if value is not None and _convert(hint, value, where, "actions.migrate." + key, problems,
+                                          _meta(expect)) is not _INVALID:
+            valid[key] = value
+    problems += ["%s: actions.migrate.%s" % (where, problem) for problem in ladder_problems(valid)]
+    return problems
+
+
+def _semantic_problems(plan: Plan) -> list:
+    problems = _flag_problems("baseline", plan.baseline or {})
+    baseline = plan.baseline or {}
+    if plan.stages is not None and not plan.stages:
+        problems.append("the plan has no stages: give a non-empty list under stages")
+    seen = {}
+    gates_by_stage = {}
+    for index, stage in enumerate(plan.stages or []):
+        where = Stage.label("", {"name": stage.name}, index)
+        name = stage.name
+        if name is not None and not STAGE_NAME_RE.fullmatch(name):
+            problems.append("%s: name %r must match %s" % (where, name, STAGE_NAME_RE.pattern))
+        elif name in seen:
+            problems.append("stage name %r is used twice (stages #%d and #%d); stage names must be unique"
+                            % (name, seen[name] + 1, index + 1))
+        elif name is not None:
+            seen[name] = index
+        if stage.bake_hours < 0:
+            problems.append("%s: bake_hours %r must be a number >= 0" % (where, stage.bake_hours))
+        problems += _serial_problems(where, stage.serial)
+        problems += _flag_problems(where, stage.actions.flags, baseline)
+        if stage.rollback is not None:
+            problems += _flag_problems(where + " rollback", stage.rollback.flags)
+        problems += _migrate_problems(where, stage.actions.migrate)
+        gate_names = set()
+        for gindex, gate in enumerate(stage.gates):
+            gwhere = Gate.label(where, {"name": gate.name}, gindex)
+            if gate.name is not None and gate.name in gate_names:
+                problems.append("%s: gate name %r is used twice in this stage" % (where, gate.name))
+            gate_names.add(gate.name)
+            for part, args in (("", gate.args), (" load", gate.load)):
+                if args:
+                    problems += _threshold_problems(gwhere + part, args)
+                    problems += _url_problems(gwhere + part, args)
+        if name is not None:
+            # a migration's result (lock waits, versions) can feed a metric like a gate's
+            gates_by_stage[name] = gate_names | ({"migrate"} if stage.actions.migrate else set())
+    for metric in plan.metrics:
+        if metric.stage is None:
+            continue
+        if metric.stage not in gates_by_stage:
+            if any(stage.name is None for stage in plan.stages or []):
+                continue  # maybe the stage whose name is missing: that problem is named already
+            problems.append("metric %r: stage %r is not in the plan" % (metric.name, metric.stage))
+        elif metric.gate and metric.gate not in gates_by_stage[metric.stage]:
+            problems.append("metric %r: stage %r has no gate %r" % (metric.name, metric.stage, metric.gate))
+    for flag in plan.cleanup:
+        if not FLAG_NAME_RE.fullmatch(flag):
+            problems.append("cleanup: flag name %r must be upper case letters, digits and _" % (flag,))
+    return problems
