@@ -89,6 +89,12 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
+notes:
+  - The module is in the C(gradual.rollout.postgres) action group, so C(module_defaults) for
+    C(group/gradual.rollout.postgres) (the application database's login, usually) applies to it.
+    With V(pgbouncer) the login is PgBouncer's admin console, not the database's, so give O(db),
+    O(login_user), O(login_port) and the other C(login_*) options explicitly in the task; explicit
+    task arguments override C(module_defaults).
 author:
   - gradual.rollout contributors (@gradual-rollout)
 """

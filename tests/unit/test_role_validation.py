@@ -52,6 +52,9 @@ ROLES = {
             {"app_pm2_instances": "max", "app_port": 8080, "app_manager": "systemd", "app_pm2_listen_timeout": 8000}),
     "service_dropin": ({"service_dropin_unit": "redis-server.service"},
                        {"service_dropin_restart_sec": 0, "service_dropin_restart": "always"}),
+    "migrate": ({"migrate_src": "/srv/app/migrations"},
+                {"migrate_target": "003", "migrate_lint": False, "migrate_apply": True, "migrate_dest": "/opt/migrations",
+                 "migrate_options": {"backup": True, "lock_timeout_ms": 200, "session_settings": {"work_mem": "64MB"}}}),
 }
 
 # (role, class, bad variables, where it must fail, text of the one-line message)
@@ -101,6 +104,17 @@ CASES = [
      "service_dropin_restart_sec=7200: expected seconds, 0 to 3600"),
     ("service_dropin", "enum", {"service_dropin_restart": "sometimes"}, SPEC, "service_dropin_restart must be one of"),
     ("service_dropin", "unit", {"service_dropin_unit": "nginx"}, ASSERT, "service_dropin_unit=nginx: expected a unit name"),
+    ("migrate", "target", {"migrate_target": "latest"}, ASSERT,
+     "migrate_target=latest: expected a version in digits like 003, or empty for the latest"),
+    ("migrate", "target_newline", {"migrate_target": "003\n"}, ASSERT, "migrate_target=003"),
+    ("migrate", "dest", {"migrate_dest": "migrations"}, ASSERT,
+     "migrate_dest=migrations: expected an absolute path on the database host"),
+    ("migrate", "options_path", {"migrate_options": {"path": "/tmp/elsewhere"}}, ASSERT,
+     "migrate_options.path=/tmp/elsewhere: expected no path in migrate_options"),
+    ("migrate", "options_type", {"migrate_options": ["backup"]}, SPEC, "argument 'migrate_options' is of type list"),
+    ("migrate", "lint_type", {"migrate_lint": "sometimes"}, SPEC, "argument 'migrate_lint' is of type str"),
+    ("migrate", "src_empty", {"migrate_src": ""}, ASSERT,
+     "migrate_src=: expected the controller folder of the migration files"),
 ]
 
 
