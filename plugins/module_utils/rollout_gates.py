@@ -1,0 +1,96 @@
+# Copyright: gradual.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The gates of a rollout stage: which module measures each gate type, and the one record every
+gate result becomes before the state stores it and the report reads it.
+
+A new gate type is its module plus one line in ``GATE_MODULES``: the plan's validation, the
+``rollout_gates`` action plugin and the report all read this table.
+
+Pure Python, no Ansible import: used by the action plugin on the controller and by unit tests.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+# gate type (the plan's ``type:``) -> the module that measures it, run on the controller.
+GATE_MODULES = {
+    "http_slo": "gradual.rollout.http_slo",
+    "pool_check": "gradual.rollout.pool_check",
+    "cache_check": "gradual.rollout.cache_check",
+}
+GATE_TYPES = tuple(GATE_MODULES)
+
+# Keys of a module result that are bookkeeping, not measurements.
+RESULT_NOISE = frozenset(("invocation", "changed", "failed", "failed_when_result", "samples", "msg",
+                          "gate", "warnings", "deprecations", "skipped", "skip_reason"))
+# What the probe of the public path keeps: enough to say why nginx failed, no samples.
+PUBLIC_PATH_FIELDS = ("url", "requests", "errors", "error_rate", "p95_ms", "status_counts", "transport_errors")
+PUBLIC_PATH = "public_path"
+
+
+@dataclass
+class GateRecord:
+    """One gate's verdict and figures, as the state keeps it (figures[gate name]) and the
+    report's metrics dig into it (``<gate>.figures.<field>``)."""
+
+    name: str
+    gate_type: str
+    passed: bool
+    reason: str
+    figures: dict = field(default_factory=dict)
+    inconclusive: bool = False
+    load: dict | None = None
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        del out["name"]
+        return out
+
+
+def figures_of(result: dict, keep=None) -> dict:
+    """The measurements in a module RESULT: its ``figures`` when it has them, else every key that
+    is not bookkeeping (or only the KEEP keys)."""
+    if isinstance(result.get("figures"), dict):
+        return dict(result["figures"])
+    return {key: value for key, value in result.items()
+            if not key.startswith("_ansible") and key not in RESULT_NOISE and (keep is None or key in keep)}
+
+
+def record_from_result(name: str, gate_type: str, result: dict, load: dict | None = None,
+                       keep=None) -> GateRecord:
+    """The record of a gate module's RESULT. A module that failed without a verdict (bad
+    arguments, nothing answered) is a failed gate whose reason is the module's message."""
+    result = result or {}
+    verdict = result.get("gate") if isinstance(result.get("gate"), dict) else {}
+    if result.get("skipped") and not verdict:
+        reason = "skipped: %s" % (result.get("msg") or result.get("skip_reason") or "no reason given")
+    else:
+        reason = verdict.get("reason") or result.get("msg") or "the gate returned no result"
+    return GateRecord(name=name, gate_type=gate_type, passed=bool(verdict.get("passed")),
+                      reason=str(reason), figures=figures_of(result, keep),
+                      inconclusive=bool(verdict.get("inconclusive")), load=load)
+
+
+def verdict(stage: str, records: list) -> tuple:
+    """(passed, message) of a batch: every gate must pass; the message names each failed gate."""
+    failed = [r for r in records if not r.passed]
+    if failed:
+        return False, "gate(s) failed in stage %s: %s" % (
+            stage, "; ".join("%s: %s" % (r.name, r.reason) for r in failed))
+    return True, "all %d gate(s) of %s passed" % (len(records), stage)
+
+
+def target_url(url: str, base: str) -> str:
+    """A gate's URL: an absolute URL as given; a path ("/health") on BASE, the app host the batch
+    just changed (so the plan's gate presets need no runtime fact)."""
+    if isinstance(url, str) and url.startswith("/"):
+        return base.rstrip("/") + url
+    return url
+
+
+def resolve_args(args: dict, base: str) -> dict:
+    """ARGS of a gate (or of its load) with a path ``url`` placed on BASE."""
+    out = dict(args or {})
+    if "url" in out:
+        out["url"] = target_url(out["url"], base)
+    return out

@@ -1,0 +1,62 @@
+"""The gate record of a rollout batch: one shape for every gate module's result, the batch's verdict,
+and the path URLs of the plan's presets placed on the app host the batch changed."""
+from __future__ import annotations
+
+from ansible_collections.gradual.rollout.plugins.module_utils import rollout_gates as RG
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan import GATE_TYPES
+
+
+def test_every_gate_type_of_the_plan_has_a_module_and_no_other():
+    assert set(GATE_TYPES) == set(RG.GATE_MODULES)
+    assert all(module.startswith("gradual.rollout.") for module in RG.GATE_MODULES.values())
+
+
+def test_a_passing_result_keeps_its_measurements_and_drops_the_bookkeeping():
+    result = {"p95_ms": 8.5, "error_rate": 0.0, "requests": 200, "changed": False, "invocation": {"x": 1},
+              "_ansible_no_log": False, "samples": [1, 2], "gate": {"passed": True, "reason": "all thresholds met"}}
+    record = RG.record_from_result("api_slo", "http_slo", result)
+    assert record.passed and not record.inconclusive and record.reason == "all thresholds met"
+    assert record.figures == {"p95_ms": 8.5, "error_rate": 0.0, "requests": 200}
+    assert record.as_dict() == {"gate_type": "http_slo", "passed": True, "reason": "all thresholds met",
+                                "figures": record.figures, "inconclusive": False, "load": None}
+
+
+def test_a_module_that_failed_without_a_verdict_is_a_failed_gate_with_its_message():
+    record = RG.record_from_result("cache", "cache_check", {"failed": True, "msg": "Redis refused: connection refused"})
+    assert not record.passed and record.reason == "Redis refused: connection refused"
+    assert record.figures == {}
+
+
+def test_an_inconclusive_gate_is_not_a_pass():
+    gate = {"passed": False, "inconclusive": True, "reason": "inconclusive: 1 sample, 3 needed"}
+    record = RG.record_from_result("pool", "pool_check", {"gate": gate, "figures": {"samples": 1}})
+    assert record.inconclusive and not record.passed
+    assert record.figures == {"samples": 1}, "a module's own figures are kept as they are"
+    assert RG.verdict("s1", [record])[0] is False
+
+
+def test_public_path_keeps_only_its_fields():
+    result = {"url": "https://web1/health", "requests": 10, "errors": 0, "error_rate": 0.0, "p95_ms": 3.0,
+              "p50_ms": 2.0, "rps": 100.0, "gate": {"passed": True, "reason": "ok"}}
+    record = RG.record_from_result(RG.PUBLIC_PATH, "http_slo", result, keep=RG.PUBLIC_PATH_FIELDS)
+    assert set(record.figures) == {"url", "requests", "errors", "error_rate", "p95_ms"}
+
+
+def test_the_verdict_names_every_failed_gate_and_its_reason():
+    ok = RG.GateRecord("api_slo", "http_slo", True, "all thresholds met")
+    bad = RG.GateRecord("pool", "pool_check", False, "max_waiting 3 exceeds 0")
+    worse = RG.GateRecord("public_path", "http_slo", False, "error_rate 100% exceeds 0%")
+    assert RG.verdict("w2", [ok]) == (True, "all 1 gate(s) of w2 passed")
+    passed, message = RG.verdict("w2", [ok, bad, worse])
+    assert not passed
+    assert message == ("gate(s) failed in stage w2: pool: max_waiting 3 exceeds 0; "
+                       "public_path: error_rate 100% exceeds 0%")
+
+
+def test_a_path_url_is_placed_on_the_batch_host_and_an_absolute_one_is_kept():
+    base = "http://10.0.0.7:3000"
+    placed = RG.resolve_args({"url": "/health", "requests": 5}, base)
+    assert placed == {"url": "http://10.0.0.7:3000/health", "requests": 5}
+    assert RG.resolve_args({"url": "https://lb/health"}, base) == {"url": "https://lb/health"}
+    assert RG.resolve_args({"redis_host": "cache1"}, base) == {"redis_host": "cache1"}
+    assert RG.resolve_args(None, base) == {}
