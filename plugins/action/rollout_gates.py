@@ -1,0 +1,105 @@
+# Copyright: gradual.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of gradual.rollout.rollout_gates: every gate of a stage measured after a batch
+(each by its module, on the controller, with its bounded load alongside), then the public path
+through nginx, each reading kept as one GateRecord before the verdict. The documentation is in
+plugins/modules/rollout_gates.py."""
+from __future__ import annotations
+
+import threading
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.gradual.rollout.plugins.module_utils import gates as G
+from ansible_collections.gradual.rollout.plugins.module_utils.http_probe import Target, latency_figures, run_load
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates import (
+    GATE_MODULES,
+    PUBLIC_PATH,
+    PUBLIC_PATH_FIELDS,
+    GateRecord,
+    record_from_result,
+    resolve_args,
+    verdict,
+)
+
+ARGUMENT_SPEC = dict(
+    stage=dict(type="str", required=True),
+    gates=dict(type="list", elements="dict", default=[]),
+    target=dict(type="str"),
+    app_port=dict(type="int", default=3000),
+    public_url=dict(type="str"),
+    public_hosts=dict(type="list", elements="str", default=[]),
+    public_path=dict(type="str", default="/health"),
+    public_requests=dict(type="int", default=10),
+    public_validate_certs=dict(type="bool", default=True),
+)
+
+
+class Load(threading.Thread):
+    """A gate's bounded load (url, duration or requests, concurrency, timeout), run beside the gate
+    with the library http_slo uses; its figures go into the gate's record."""
+
+    def __init__(self, args: dict):
+        super().__init__(daemon=True)
+        self.args = args
+        self.figures = None
+
+    def run(self):
+        a = self.args
+        try:
+            duration = G.parse_duration(a["duration"], "load.duration") if a.get("duration") is not None else None
+            raw = run_load(Target(a["url"]), timeout=float(a.get("timeout", 10)),
+                           validate_certs=bool(a.get("validate_certs", True)),
+                           requests=a.get("requests") if a.get("requests") or duration else 100,
+                           duration=duration, concurrency=int(a.get("concurrency", 10)))
+            self.figures = latency_figures(raw["latencies_ms"])
+            self.figures.update(requests=raw["requests"], errors=raw["failures"], error_rate=raw["error_rate"],
+                                url=a["url"])
+        except (ValueError, G.GateInputError, OSError) as exc:
+            self.figures = {"error": "load on %s did not run: %s" % (a.get("url"), exc)}
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def _address(self, host: str, task_vars: dict) -> str:
+        hostvars = (task_vars.get("hostvars") or {}).get(host) or {}
+        return str(hostvars.get("rollout_address") or hostvars.get("ansible_host") or host)
+
+    def _gate(self, gate: dict, base: str, task_vars: dict) -> GateRecord:
+        load = Load(resolve_args(gate["load"], base)) if gate.get("load") else None
+        if load:
+            load.start()
+        result = self._execute_module(module_name=GATE_MODULES[gate["type"]],
+                                      module_args=resolve_args(gate.get("args"), base), task_vars=task_vars)
+        if load:
+            load.join()
+        return record_from_result(gate["name"], gate["type"], result, load=load.figures if load else None)
+
+    def run(self, tmp=None, task_vars=None):
+        super().run(tmp, task_vars)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        unknown = [g.get("type") for g in args["gates"] if g.get("type") not in GATE_MODULES]
+        if unknown:
+            return dict(failed=True, msg="unknown gate type(s) %s; known: %s" % (
+                ", ".join(map(str, unknown)), ", ".join(GATE_MODULES)))
+        target = args["target"]
+        base = "http://%s:%d" % (self._address(target, task_vars), args["app_port"]) if target else ""
+        records = [self._gate(gate, base, task_vars) for gate in args["gates"]]
+
+        public_url = args["public_url"] or (
+            "https://%s%s" % (self._address(args["public_hosts"][0], task_vars), args["public_path"])
+            if args["public_hosts"] else None)
+        if public_url:
+            # every stage, beside the plan's gates: a batch that left nginx down or failing fails here
+            probe = self._execute_module(module_name=GATE_MODULES["http_slo"], task_vars=task_vars, module_args=dict(
+                url=public_url, requests=args["public_requests"], concurrency=1, timeout=5,
+                validate_certs=args["public_validate_certs"], max_error_rate=0))
+            records.append(record_from_result(PUBLIC_PATH, "http_slo", probe, keep=PUBLIC_PATH_FIELDS))
+
+        passed, message = verdict(args["stage"], records)
+        out = dict(changed=False, passed=passed, msg=message, target=target,
+                   gates={r.name: r.as_dict() for r in records})
+        if not passed:
+            out["failed"] = True
+        return out

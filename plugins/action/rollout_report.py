@@ -1,0 +1,64 @@
+# Copyright: gradual.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of gradual.rollout.rollout_report: the report of a plan from its state (the
+Target/Actual table and the stages), written on the controller as Markdown and JSON, and the
+machine-readable result of the run. The documentation is in plugins/modules/rollout_report.py."""
+from __future__ import annotations
+
+import os
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_report import build_report, render_markdown
+from ansible_collections.gradual.rollout.plugins.plugin_utils.rollout_action import (
+    call_state,
+    login_args,
+    login_spec,
+    run_result,
+    write_json,
+    write_text,
+)
+
+
+def argument_spec() -> dict:
+    spec = login_spec()
+    spec.update(
+        plan=dict(type="dict", required=True),
+        report_dir=dict(type="path", required=True),
+        outcome=dict(type="dict", options=dict(
+            action=dict(type="str", default="run"),
+            stage=dict(type="str"),
+            outcome=dict(type="str", required=True),
+            reason=dict(type="str", default=""),
+            run_id=dict(type="int"),
+        )),
+        result_path=dict(type="path"),
+    )
+    return spec
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        super().run(tmp, task_vars)
+        _validation, args = self.validate_argument_spec(argument_spec=argument_spec())
+        plan = args["plan"]
+        name = plan.get("name", "rollout")
+        rows = call_state(self, task_vars, login_args(self._task.args), operation="read", plan=name).get("rows") or []
+        report = build_report(plan, rows)
+        markdown = render_markdown(report)
+        out = dict(changed=False, report=report, markdown=markdown, files=[])
+        if args["outcome"]:
+            o = args["outcome"]
+            out["result"] = run_result(name, o["action"], o["outcome"], o["reason"], o["stage"], o["run_id"])
+        if self._task.check_mode:
+            return out
+        base = os.path.join(args["report_dir"], "rollout-%s" % name)
+        write_text(base + ".md", markdown)
+        write_json(base + ".json", report)
+        out["files"] = [base + ".md", base + ".json"]
+        if out.get("result") and args["result_path"]:
+            write_json(args["result_path"], out["result"])
+            out["files"].append(args["result_path"])
+        return out

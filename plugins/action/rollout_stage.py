@@ -1,0 +1,101 @@
+# Copyright: gradual.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of gradual.rollout.rollout_stage: the decisions of a rollout run, made once on
+the controller - the plan checked, the state read, the action carried out or the due stage chosen
+and started. The documentation is in plugins/modules/rollout_stage.py."""
+from __future__ import annotations
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan import (
+    next_stage,
+    plan_problems,
+    status_table,
+)
+from ansible_collections.gradual.rollout.plugins.plugin_utils.rollout_action import (
+    call_state,
+    login_args,
+    login_spec,
+    run_result,
+    write_json,
+)
+
+ACTIONS = ("run", "status", "report", "reset")
+
+
+def argument_spec() -> dict:
+    spec = login_spec()
+    spec.update(
+        plan=dict(type="dict", required=True),
+        action=dict(type="str", default="run", choices=list(ACTIONS)),
+        stage=dict(type="str", default=""),
+        ignore_bake=dict(type="bool", default=False),
+        bake_scale=dict(type="float", default=1.0),
+        rerun_passed=dict(type="bool", default=False),
+        actor=dict(type="str"),
+        awx_job_id=dict(type="str"),
+        result_path=dict(type="path"),
+    )
+    return spec
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        super().run(tmp, task_vars)
+        _validation, args = self.validate_argument_spec(argument_spec=argument_spec())
+        plan = args["plan"]
+        name = plan.get("name") if isinstance(plan.get("name"), str) else "rollout"
+        check = bool(self._task.check_mode)
+
+        def finish(outcome: str, reason: str, facts: dict, stage_name=None, failed=False) -> dict:
+            result = run_result(name, args["action"], outcome, reason, stage_name, facts.get("run_id"))
+            if args["result_path"] and not check:
+                write_json(args["result_path"], result)
+            out = dict(facts, result=result, reason=reason)
+            out.setdefault("stop", True)
+            if failed:
+                out.update(failed=True, msg=reason)
+            return out
+
+        problems = plan_problems(plan)
+        if problems:
+            return finish("invalid", "The rollout plan is invalid, nothing was changed: %s" % " | ".join(problems),
+                          {}, failed=True)
+        login = login_args(self._task.args)
+        rows = call_state(self, task_vars, login, operation="read", plan=name).get("rows") or []
+        base = dict(action=args["action"], rows=rows, stage=None, run_id=None, changed=False)
+
+        if args["action"] in ("status", "report"):
+            return finish(args["action"], "the state of plan %s" % name, dict(base, table=status_table(plan, rows)))
+        if args["action"] == "reset":
+            reset = call_state(self, task_vars, login, operation="reset", plan=name)
+            base.update(changed=reset.get("changed", False), removed=reset.get("removed", []))
+            return finish("reset", "forgot %d state row(s) of plan %s" % (len(reset.get("removed") or []), name), base)
+
+        try:
+            choice = next_stage(plan, rows, requested=args["stage"] or None, ignore_bake=args["ignore_bake"],
+                                bake_scale=args["bake_scale"], rerun_passed=args["rerun_passed"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AnsibleActionFail("cannot choose the stage of plan %s: %s" % (name, exc)) from exc
+        if choice["done"]:
+            return finish("complete", choice["reason"], base)
+        stage = choice["stage"]
+        if choice["refuse"]:
+            return finish("refused", choice["reason"], base, (stage or {}).get("name"), failed=True)
+
+        started = call_state(self, task_vars, login, operation="start", plan=name, stage=stage["name"],
+                             actor=args["actor"], awx_job_id=args["awx_job_id"] or None,
+                             supersede=choice["supersedes"])
+        run = started.get("run") or {}
+        flags = (stage.get("actions") or {}).get("flags") or {}
+        base.update(changed=bool(started.get("changed")), stage=stage, run_id=run.get("id"), stop=False,
+                    resumed=bool(started.get("resumed")), supersedes=choice["supersedes"],
+                    serial=stage.get("serial") or [1, "100%"], flags=flags,
+                    # a resumed stage restores what was there before its first attempt began
+                    snapshot=((run.get("figures") or {}).get("_snapshot") or {}))
+        if started.get("rollout_event"):
+            base["rollout_event"] = started["rollout_event"]
+        return finish("started", choice["reason"], base, stage["name"])

@@ -1,0 +1,108 @@
+#!/usr/bin/python
+# Copyright: gradual.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Documentation of the rollout_report action plugin (plugins/action/rollout_report.py)."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: rollout_report
+short_description: Write the report of a rollout plan and the result of the run
+version_added: "0.1.0"
+description:
+  - Runs on the controller (an action plugin) and reads the plan's state with
+    M(gradual.rollout.rollout_state) on the host the task is delegated to.
+  - Builds the plan's C(Metric | Target | Actual | Status) table (a metric whose figure was never
+    recorded is C(NOT MEASURED), never a pass) and the stages' table, and writes them to
+    O(report_dir) as C(rollout-<plan>.md) and C(rollout-<plan>.json), each replaced whole.
+  - With O(outcome) and O(result_path), writes the run's machine-readable result there.
+  - In check mode nothing is written; the report is returned.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+  - community.postgresql.postgres
+  - gradual.rollout.postgres
+options:
+  plan:
+    description: The rollout plan.
+    type: dict
+    required: true
+  report_dir:
+    description: Folder on the controller for the report files; created when missing.
+    type: path
+    required: true
+  outcome:
+    description: How the run ended, for RV(result).
+    type: dict
+    suboptions:
+      action:
+        description: The run's action.
+        type: str
+        default: run
+      stage:
+        description: The stage the run worked on.
+        type: str
+      outcome:
+        description: C(passed), C(rolled_back) or C(failed).
+        type: str
+        required: true
+      reason:
+        description: Why.
+        type: str
+        default: ""
+      run_id:
+        description: The stage attempt's state row.
+        type: int
+  result_path:
+    description: File on the controller that receives RV(result) as JSON.
+    type: path
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: full
+    details: Reads the state; writes no file.
+  diff_mode:
+    support: none
+  platform:
+    platforms: all
+author:
+  - gradual.rollout contributors (@gradual-rollout)
+"""
+
+EXAMPLES = r"""
+- name: Write the report
+  gradual.rollout.rollout_report:
+    plan: "{{ rollout_plan }}"
+    report_dir: reports
+    login_host: 127.0.0.1
+    login_user: app_owner
+    login_password: "{{ vault_app_owner_password }}"
+    db: app
+  delegate_to: "{{ groups['postgresql_primary'][0] }}"
+  run_once: true
+"""
+
+RETURN = r"""
+report:
+  description: The report (plan, overall, metrics, stages, cleanup).
+  returned: always
+  type: dict
+markdown:
+  description: The report as Markdown.
+  returned: always
+  type: str
+files:
+  description: The files written.
+  returned: always
+  type: list
+  elements: str
+result:
+  description: The machine-readable result of the run (plan, action, stage, outcome, reason, run_id, at).
+  returned: when outcome is given
+  type: dict
+"""
