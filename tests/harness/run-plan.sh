@@ -9,11 +9,18 @@ source "$(dirname "$0")/lib.sh"
 cd "$GR_ROOT" || exit 1
 scale=${PLAN_BAKE_SCALE:-0}
 timings=${PLAN_TIMINGS:-}
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+result=$(mktemp)
+trap 'rm -f "$result"' EXIT
 t0=$(date +%s)
 ran=0
 stage_times=()
+result_field() {  # one field of the run's result file, empty when the run wrote none
+  python3 -c 'import json, sys
+try:
+    print(json.load(open(sys.argv[1])).get(sys.argv[2]) or "")
+except ValueError:
+    print("")' "$result" "$1"
+}
 write_timings() {  # a pass that ran no stage keeps the figures of the last one that did
   [ -z "$timings" ] || [ "$ran" -eq 0 ] && return 0
   ( IFS=,; printf '{"total_s": %s, "stages_s": {%s}}\n' "$(( $(date +%s) - t0 ))" "${stage_times[*]}" ) > "$timings"
@@ -22,23 +29,28 @@ write_timings() {  # a pass that ran no stage keeps the figures of the last one 
 max=${PLAN_MAX_RUNS:-100}
 for _ in $(seq 1 "$max"); do
   start=$(date +%s)
+  : > "$result"
   set +e
-  ansible-playbook "$@" rollout.yml -e rollout_bake_scale="$scale" | tee "$log"
-  rc=${PIPESTATUS[0]}
+  ansible-playbook "$@" rollout.yml -e rollout_bake_scale="$scale" -e rollout_result_file="$result"
+  rc=$?
   set -e
-  stage=$(grep -oE 'rollout stage: [a-z0-9_]+' "$log" | head -1 | cut -d' ' -f3 || true)
+  # the run's machine-readable result (rollout_stage / rollout_report write it), not its log
+  stage=$(result_field stage)
+  outcome=$(result_field outcome)
   if [ "$rc" -ne 0 ]; then
     write_timings
     say "stage ${stage:-?} failed (ansible-playbook exit $rc); stages run: $ran"
     exit "$rc"
   fi
-  if grep -q 'every stage of the plan has passed' "$log"; then
+  if [ "$outcome" = complete ]; then
     write_timings
     say "the plan is complete; stages run: $ran"
     echo "stages run: $ran"
     exit 0
   fi
-  [ -n "$stage" ] || die "rollout.yml ran but named no stage; see the output above"
+  if [ "$outcome" != passed ] || [ -z "$stage" ]; then
+    die "rollout.yml ran but its result names no passed stage (outcome: ${outcome:-none}); see the output above"
+  fi
   stage_times+=("\"$stage\": $(( $(date +%s) - start ))")
   ran=$((ran + 1))
   say "stage $stage passed in $(( $(date +%s) - start ))s"

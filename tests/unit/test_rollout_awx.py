@@ -90,8 +90,8 @@ def test_notification_template_is_attached_to_every_template_and_the_workflow():
 
 
 def test_the_report_reaches_awx_as_job_artifacts():
-    """An AWX job's container is discarded: the report is handed over with set_stats."""
+    """An AWX job's container is discarded: the report and the run's result are handed over with set_stats."""
     tasks = yaml.safe_load((ROOT / "playbooks" / "tasks" / "report.yml").read_text())
     stats = [t["ansible.builtin.set_stats"] for t in tasks if "ansible.builtin.set_stats" in t]
     assert len(stats) == 1 and stats[0]["per_host"] is False
-    assert set(stats[0]["data"]) == {"gradual_rollout_report", "gradual_rollout_report_markdown"}
+    assert set(stats[0]["data"]) == {"gradual_rollout_report", "gradual_rollout_report_markdown", "gradual_rollout_result"}

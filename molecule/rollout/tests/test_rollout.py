@@ -362,7 +362,7 @@ def test_check_diff_on_a_fresh_plan_measures_and_changes_nothing():
     status = playbook("rollout.yml", "-e", "rollout_action=status")
     assert dry.returncode == 0
     assert "rollout stage: w1d1_migration_safety" in dry.stdout
-    assert "Gate latency and errors: api_slo" in dry.stdout
+    assert "api_slo" in dry.stdout and '"gate_type": "http_slo"' in dry.stdout
     assert "p95_ms" in dry.stdout
     assert re.search(r"w1d1_migration_safety +pending", status.stdout), status.stdout[-3000:]
     assert not re.search(r" (running|passed|rolled_back|failed) ", status.stdout), status.stdout[-3000:]

@@ -11,6 +11,7 @@ to reports/ee-timings.json, never asserted.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -27,11 +28,11 @@ STAGES = ["w1d1_migration_safety", "w1d4_daily_rewards", "w1d5_all_p1b", "w2d10_
 TIMINGS = ROOT / "reports" / "ee-timings.json"
 
 
-def run(*args: str, timeout: int = 1800) -> tuple[subprocess.CompletedProcess, float]:
+def run(*args: str, timeout: int = 1800, env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
     """A command from the checkout through lab-run.sh, its output kept (and shown on failure)."""
     start = time.monotonic()
     proc = subprocess.run([LAB_RUN, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+                          check=False, env=dict(os.environ, **(env or {})))
     seconds = time.monotonic() - start
     print("$ %s -> rc %s in %.1f s\n%s\n%s" % (" ".join(args), proc.returncode, seconds, proc.stdout[-6000:],
                                                proc.stderr[-3000:]))
@@ -91,8 +92,10 @@ def test_status_through_ansible_runner_in_the_ee():
     assert re.search(r"%s +pending" % FIRST, proc.stdout), proc.stdout[-3000:]
 
 
-def test_the_first_due_stage_through_the_ee_passes():
-    proc, seconds = run(EE_RUN, "rollout.yml", "-e", "rollout_ignore_bake=true")
+def test_the_first_due_stage_through_the_ee_passes(tmp_path):
+    """... and hands AWX the run's result as a job artifact (set_stats), as AWX reads it: from the
+    playbook_on_stats event ansible-runner keeps."""
+    proc, seconds = run(EE_RUN, "rollout.yml", "-e", "rollout_ignore_bake=true", env={"EE_ARTIFACTS": str(tmp_path)})
     record(ee_stage=FIRST, ee_stage_s=seconds)
     assert proc.returncode == 0
     assert "ee-run: successful rc=0" in proc.stdout
@@ -100,6 +103,11 @@ def test_the_first_due_stage_through_the_ee_passes():
     row = latest(FIRST)
     assert row.get("status") == "passed", row
     assert [r["stage"] for r in rows()] == [FIRST], "one stage ran"
+    stats = [json.loads(p.read_text(encoding="utf-8")) for p in (tmp_path / "job_events").glob("*.json")]
+    artifacts = [e["event_data"].get("artifact_data") or {} for e in stats if e.get("event") == "playbook_on_stats"]
+    assert artifacts, "no playbook_on_stats event among %d events" % len(stats)
+    result = artifacts[-1].get("gradual_rollout_result") or {}
+    assert result.get("stage") == FIRST and result.get("outcome") == "passed" and result.get("run_id") == row["id"], result
 
 
 def test_the_same_stage_with_ansible_playbook_side_by_side():
