@@ -78,11 +78,13 @@ next_in_queue() {
 # Lanes: GR_MOLECULE_JOBS (default 2) workers take the next item from one shared queue when
 # they are free. Much of a converge waits on apt, systemd and sleeps, and the integration tests
 # wait on their playbooks, so two lanes finish sooner on two cores than one after the other. An
-# item is `integration` (tests/integration) or a molecule scenario. rollout runs alone, after
+# item is `integration` (tests/integration), `docs` (the plugins' documentation lint) or a molecule
+# scenario. rollout runs alone, after
 # the others. The names of the failed items are written to the queue's .failed file.
 lane_item() {
   case "$1" in
     integration) phase pytest-integration integration_tests ;;
+    docs) phase docs-lint "$H/docs-lint.sh" ;;
     *) phase "molecule:$1" molecule_one "$1" ;;
   esac
 }
@@ -139,7 +141,9 @@ case "$mode" in
     fi
     if [ "$mode" = all ]; then
       mapfile -t items < <(scenarios)
-      run_lanes integration "${items[@]}" || failed+=("${lanes_failed[@]}")
+      run_lanes integration docs "${items[@]}" || failed+=("${lanes_failed[@]}")
+    else
+      step docs-lint "$H/docs-lint.sh"
     fi ;;
   molecule)
     containers || exit 1
