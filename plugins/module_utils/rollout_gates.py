@@ -10,6 +10,7 @@ Pure Python, no Ansible import: used by the action plugin on the controller and 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 
 # gate type (the plan's ``type:``) -> the module that measures it, run on the controller.
@@ -22,7 +23,7 @@ GATE_TYPES = tuple(GATE_MODULES)
 
 # Keys of a module result that are bookkeeping, not measurements.
 RESULT_NOISE = frozenset(("invocation", "changed", "failed", "failed_when_result", "samples", "msg",
-                          "gate", "warnings", "deprecations", "skipped", "skip_reason"))
+                          "gate", "warnings", "deprecations", "skipped", "skip_reason", "exception"))
 # What the probe of the public path keeps: enough to say why nginx failed, no samples.
 PUBLIC_PATH_FIELDS = ("url", "requests", "errors", "error_rate", "p95_ms", "status_counts", "transport_errors")
 PUBLIC_PATH = "public_path"
@@ -47,13 +48,18 @@ class GateRecord:
         return out
 
 
+def plain(value):
+    """VALUE as JSON data (the state stores it as jsonb): anything else becomes its text."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def figures_of(result: dict, keep=None) -> dict:
     """The measurements in a module RESULT: its ``figures`` when it has them, else every key that
-    is not bookkeeping (or only the KEEP keys)."""
+    is not bookkeeping (or only the KEEP keys), as JSON data."""
     if isinstance(result.get("figures"), dict):
-        return dict(result["figures"])
-    return {key: value for key, value in result.items()
-            if not key.startswith("_ansible") and key not in RESULT_NOISE and (keep is None or key in keep)}
+        return plain(result["figures"])
+    return plain({key: value for key, value in result.items()
+                  if not key.startswith("_ansible") and key not in RESULT_NOISE and (keep is None or key in keep)})
 
 
 def record_from_result(name: str, gate_type: str, result: dict, load: dict | None = None,

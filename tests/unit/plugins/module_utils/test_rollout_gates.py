@@ -21,6 +21,18 @@ def test_a_passing_result_keeps_its_measurements_and_drops_the_bookkeeping():
                                 "figures": record.figures, "inconclusive": False, "load": None}
 
 
+def test_a_failed_gate_keeps_no_exception_object_and_only_json_data():
+    class Captured(Exception):
+        pass
+
+    result = {"failed": True, "msg": "http_slo gate failed: p95_ms 900 exceeds max_p95_ms 500",
+              "exception": Captured, "p95_ms": 900.0, "odd": {1, 2} and Captured("x"),
+              "gate": {"passed": False, "reason": "p95_ms 900 exceeds max_p95_ms 500"}}
+    record = RG.record_from_result("api_slo", "http_slo", result)
+    assert not record.passed and record.reason == "p95_ms 900 exceeds max_p95_ms 500"
+    assert record.figures == {"p95_ms": 900.0, "odd": "x"}
+
+
 def test_a_module_that_failed_without_a_verdict_is_a_failed_gate_with_its_message():
     record = RG.record_from_result("cache", "cache_check", {"failed": True, "msg": "Redis refused: connection refused"})
     assert not record.passed and record.reason == "Redis refused: connection refused"
