@@ -59,22 +59,13 @@ options:
     type: bool
     default: true
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details: Gates only read; they measure live in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
+  - gradual.rollout.controller
 author:
   - gradual.rollout contributors (@gradual-rollout)
 """

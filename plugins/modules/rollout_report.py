@@ -20,6 +20,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
+  - gradual.rollout.controller
   - community.postgresql.postgres
   - gradual.rollout.postgres
 options:
@@ -57,19 +58,9 @@ options:
     description: File on the controller that receives RV(result) as JSON.
     type: path
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details: Reads the state; writes no file.
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
 author:
   - gradual.rollout contributors (@gradual-rollout)
 """

@@ -27,6 +27,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
+  - gradual.rollout.controller
   - community.postgresql.postgres
   - gradual.rollout.postgres
 options:
@@ -67,19 +68,9 @@ options:
     description: File on the controller that receives RV(result) as JSON. Not written in check mode.
     type: path
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details: The state is read; the start of a stage is reported, not recorded.
-  diff_mode:
-    support: none
-  platform:
-    platforms: all
 author:
   - gradual.rollout contributors (@gradual-rollout)
 """
