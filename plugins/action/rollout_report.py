@@ -13,17 +13,16 @@ from ansible_collections.gradual.rollout.plugins.module_utils.rollout_report imp
 from ansible_collections.gradual.rollout.plugins.plugin_utils.rollout_action import (
     call_state,
     login_args,
-    login_spec,
+    plan_name,
     run_result,
+    state_spec,
     write_json,
     write_text,
 )
 
 
 def argument_spec() -> dict:
-    spec = login_spec()
-    spec.update(
-        plan=dict(type="dict", required=True),
+    return state_spec(
         report_dir=dict(type="path", required=True),
         outcome=dict(type="dict", options=dict(
             action=dict(type="str", default="run"),
@@ -32,9 +31,7 @@ def argument_spec() -> dict:
             reason=dict(type="str", default=""),
             run_id=dict(type="int"),
         )),
-        result_path=dict(type="path"),
     )
-    return spec
 
 
 class ActionModule(ActionBase):
@@ -44,7 +41,7 @@ class ActionModule(ActionBase):
         super().run(tmp, task_vars)
         _validation, args = self.validate_argument_spec(argument_spec=argument_spec())
         plan = args["plan"]
-        name = plan.get("name", "rollout")
+        name = plan_name(plan)
         rows = call_state(self, task_vars, login_args(self._task.args), operation="read", plan=name).get("rows") or []
         report = build_report(plan, rows)
         markdown = render_markdown(report)

@@ -16,8 +16,9 @@ from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan impor
 from ansible_collections.gradual.rollout.plugins.plugin_utils.rollout_action import (
     call_state,
     login_args,
-    login_spec,
+    plan_name,
     run_result,
+    state_spec,
     write_json,
 )
 
@@ -25,9 +26,7 @@ ACTIONS = ("run", "status", "report", "reset")
 
 
 def argument_spec() -> dict:
-    spec = login_spec()
-    spec.update(
-        plan=dict(type="dict", required=True),
+    return state_spec(
         action=dict(type="str", default="run", choices=list(ACTIONS)),
         stage=dict(type="str", default=""),
         ignore_bake=dict(type="bool", default=False),
@@ -35,9 +34,7 @@ def argument_spec() -> dict:
         rerun_passed=dict(type="bool", default=False),
         actor=dict(type="str"),
         awx_job_id=dict(type="str"),
-        result_path=dict(type="path"),
     )
-    return spec
 
 
 class ActionModule(ActionBase):
@@ -47,7 +44,7 @@ class ActionModule(ActionBase):
         super().run(tmp, task_vars)
         _validation, args = self.validate_argument_spec(argument_spec=argument_spec())
         plan = args["plan"]
-        name = plan.get("name") if isinstance(plan.get("name"), str) else "rollout"
+        name = plan_name(plan)
         check = bool(self._task.check_mode)
 
         def finish(outcome: str, reason: str, facts: dict, stage_name=None, failed=False) -> dict:

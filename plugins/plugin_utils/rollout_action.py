@@ -18,8 +18,18 @@ STATE_MODULE = "gradual.rollout.rollout_state"
 LOGIN_OPTIONS = tuple(sorted(pg_argument_spec()))
 
 
-def login_spec() -> dict:
-    return pg_argument_spec()
+def state_spec(**options) -> dict:
+    """The options of a plugin that reads the plan's state: the login (community.postgresql's
+    options and db), the plan, where the run's result goes, and OPTIONS."""
+    spec = pg_argument_spec()
+    spec.update(plan=dict(type="dict", required=True), result_path=dict(type="path"), **options)
+    return spec
+
+
+def plan_name(plan: dict) -> str:
+    """The plan's name, which keys its state rows and its files ("rollout" when it has none)."""
+    name = plan.get("name")
+    return name if isinstance(name, str) and name else "rollout"
 
 
 def login_args(task_args: dict) -> dict:

@@ -34,6 +34,7 @@ def run(tmp_path, postgres, db, the_plan, *extra, drop=(), playbook="rollout.yml
         "postgresql_primary": {"hosts": {"fake-db": {"ansible_connection": "local",
                                                      "ansible_python_interpreter": sys.executable}}}}}}))
     extra_vars = {"rollout_plan": the_plan, "rollout_state_db": db,
+                  "rollout_result_file": str(tmp_path / "rollout-result.json"),
                   "rollout_state_login": {"login_host": postgres.host, "login_port": postgres.port,
                                           "login_user": postgres.user, "login_password": postgres.password}}
     for key in drop:

@@ -47,3 +47,16 @@ def test_the_run_result_names_plan_stage_outcome_and_reason():
         "plan": "p1", "action": "run", "stage": "w2", "outcome": "rolled_back", "reason": "gate pool failed",
         "run_id": 9}
     assert result["at"].endswith("+00:00")
+
+
+def test_a_state_plugin_takes_the_login_the_plan_and_its_own_options():
+    spec = RA.state_spec(report_dir=dict(type="path", required=True))
+    assert {"login_host", "login_user", "login_password", "db", "plan", "result_path", "report_dir"} <= set(spec)
+    assert spec["plan"] == {"type": "dict", "required": True}
+    assert spec["login_password"].get("no_log") is True
+
+
+@pytest.mark.parametrize("plan, name", [({"name": "p1"}, "p1"), ({}, "rollout"), ({"name": ""}, "rollout"),
+                                        ({"name": 3}, "rollout")])
+def test_the_plan_name_keys_its_state_and_files(plan, name):
+    assert RA.plan_name(plan) == name
