@@ -103,6 +103,9 @@ class Stage:
     bake_hours: float = 0
     # host batches over the app group: counts and percentages
     serial: Optional[List[Union[int, str]]] = None
+    # app hosts of a batch cycled at once (drain, flags, reload, verify, undrain): a count or a
+    # percentage of the stage's app hosts; unset, the plan's max_unavailable
+    max_unavailable: Optional[Union[int, str]] = None
     actions: Actions = field(default_factory=Actions)
     gates: List[Gate] = field(default_factory=list)
     rollback: Optional[Rollback] = None
@@ -140,6 +143,8 @@ class Plan:
     # emergency rollback values: every flag a stage sets must have one
     baseline: Dict[str, Any] = field(metadata=_meta(FLAGS))
     stages: List[Stage]
+    # the stages' default max_unavailable; 1 cycles one host after the other
+    max_unavailable: Union[int, str] = 1
     # flags to retire from the code once every stage is stable
     cleanup: List[str] = field(default_factory=list)
     metrics: List[Metric] = field(default_factory=list)
@@ -348,6 +353,16 @@ def _url_problems(where: str, args: dict) -> list:
             "just changed), got %s" % (where, _short(url))]
 
 
+def _host_count_problem(where: str, key: str, entry) -> list:
+    """A count of hosts (an integer > 0) or a percentage of them ("25%")."""
+    if _is_number(entry) and int(entry) == entry and entry > 0:
+        return []
+    match = SERIAL_PCT_RE.fullmatch(entry) if isinstance(entry, str) else None
+    if match and 0 < int(match.group(1)) <= 100:
+        return []
+    return ["%s: %s %r is neither a host count > 0 nor a percentage between 1%% and 100%%" % (where, key, entry)]
+
+
 def _serial_problems(where: str, serial) -> list:
     if serial is None:
         return []
@@ -355,13 +370,7 @@ def _serial_problems(where: str, serial) -> list:
         return ["%s: serial %r must be a non-empty list such as [1, \"50%%\", \"100%%\"]" % (where, serial)]
     problems = []
     for entry in serial:
-        if _is_number(entry) and int(entry) == entry and entry > 0:
-            continue
-        match = SERIAL_PCT_RE.fullmatch(entry) if isinstance(entry, str) else None
-        if match and 0 < int(match.group(1)) <= 100:
-            continue
-        problems.append("%s: serial entry %r is neither a host count > 0 nor a percentage "
-                        "between 1%% and 100%%" % (where, entry))
+        problems += _host_count_problem(where, "serial entry", entry)
     return problems
 
 
@@ -391,6 +400,8 @@ def _migrate_problems(where: str, migrate) -> list:
 
 def _semantic_problems(plan: Plan) -> list:
     problems = _flag_problems("baseline", plan.baseline or {})
+    if plan.max_unavailable is not None:
+        problems += _host_count_problem("plan", "max_unavailable", plan.max_unavailable)
     baseline = plan.baseline or {}
     if plan.stages is not None and not plan.stages:
         problems.append("the plan has no stages: give a non-empty list under stages")
@@ -409,6 +420,8 @@ def _semantic_problems(plan: Plan) -> list:
         if stage.bake_hours < 0:
             problems.append("%s: bake_hours %r must be a number >= 0" % (where, stage.bake_hours))
         problems += _serial_problems(where, stage.serial)
+        if stage.max_unavailable is not None:
+            problems += _host_count_problem(where, "max_unavailable", stage.max_unavailable)
         problems += _flag_problems(where, stage.actions.flags, baseline)
         if stage.rollback is not None:
             problems += _flag_problems(where + " rollback", stage.rollback.flags)

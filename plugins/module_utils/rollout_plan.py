@@ -24,11 +24,14 @@ from ansible_collections.gradual.rollout.plugins.module_utils.rollout_model impo
 )
 
 __all__ = ["GATE_TYPES", "METRIC_OPS", "MIGRATE_OPTIONS", "STATUSES", "Plan", "PlanError", "load_plan",
-           "plan_problems", "latest_by_stage", "superseded_by", "next_stage", "status_table"]
+           "plan_problems", "latest_by_stage", "superseded_by", "next_stage", "status_table",
+           "DEFAULT_SERIAL", "host_count", "stage_batches", "host_chunks"]
 
 # superseded: the stage had passed, then an earlier stage was run again on request
 # (rollout_rerun_passed) and put back its own flags or migration target over this stage's.
 STATUSES = ("running", "passed", "failed", "rolled_back", "superseded")
+# A stage without serial: one canary host, then the rest.
+DEFAULT_SERIAL = (1, "100%")
 
 
 def plan_problems(plan) -> list:
@@ -176,3 +179,51 @@ def _short(value) -> str:
     if not value:
         return "-"
     return str(value).replace("T", " ")[:19]
+
+
+def host_count(entry, total: int) -> int:
+    """ENTRY (a count, or a percentage such as "25%") as a number of hosts out of TOTAL, the way
+    Ansible reads a play's serial (ansible.utils.helpers.pct_to_int): a percentage rounds down,
+    and never below one host."""
+    if isinstance(entry, str) and entry.endswith("%"):
+        return max(int(int(entry[:-1]) / 100.0 * total), 1)
+    return int(entry)
+
+
+def stage_batches(serial, total: int) -> list:
+    """The batch sizes Ansible makes of TOTAL hosts with SERIAL (a list of counts and percentages;
+    the last entry repeats until every host had its batch)."""
+    entries = list(serial) or [DEFAULT_SERIAL[-1]]
+    sizes = []
+    left = total
+    index = 0
+    while left > 0:
+        size = min(host_count(entries[index], total), left)
+        sizes.append(size)
+        left -= size
+        index = min(index + 1, len(entries) - 1)
+    return sizes
+
+
+def host_chunks(serial, max_unavailable, total: int, drains: bool = True) -> dict:
+    """How a stage's TOTAL app hosts go through the host cycle: each batch of SERIAL split into
+    chunks of at most MAX_UNAVAILABLE hosts (a count or a percentage of TOTAL) cycled at once.
+
+    When the cycle DRAINS hosts (a stage that sets flags), a chunk never holds every host (at most
+    TOTAL - 1, and at least one), so nginx keeps an upstream; a stage that drains nothing keeps
+    its batches whole. Returns ``serial`` (the chunk sizes: the play's serial),
+    ``gate_after`` (how many hosts are done when a batch ends: the gates are measured after those
+    chunks only), ``batches`` (the batch sizes) and ``max_unavailable`` (the chunk size used)."""
+    if total < 1:
+        raise ValueError("a stage needs at least one app host, got %d" % total)
+    batches = stage_batches(serial, total)
+    if not drains:
+        return dict(serial=batches, gate_after=[sum(batches[:index + 1]) for index in range(len(batches))],
+                    batches=batches, max_unavailable=0)
+    width = max(1, min(host_count(max_unavailable, total), total - 1))
+    chunks = []
+    gate_after = []
+    for size in batches:
+        chunks += [width] * (size // width) + ([size % width] if size % width else [])
+        gate_after.append(sum(chunks))
+    return dict(serial=chunks, gate_after=gate_after, batches=batches, max_unavailable=width)
