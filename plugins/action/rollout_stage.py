@@ -9,6 +9,8 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan import (
+    DEFAULT_SERIAL,
+    host_chunks,
     next_stage,
     plan_problems,
     status_table,
@@ -34,6 +36,7 @@ def argument_spec() -> dict:
         rerun_passed=dict(type="bool", default=False),
         actor=dict(type="str"),
         awx_job_id=dict(type="str"),
+        hosts=dict(type="list", elements="str", default=[]),
     )
 
 
@@ -63,7 +66,7 @@ class ActionModule(ActionBase):
                           {}, failed=True)
         login = login_args(self._task.args)
         rows = call_state(self, task_vars, login, operation="read", plan=name).get("rows") or []
-        base = dict(action=args["action"], rows=rows, stage=None, run_id=None, changed=False)
+        base = dict(action=args["action"], stage=None, run_id=None, changed=False)
 
         if args["action"] in ("status", "report"):
             return finish(args["action"], "the state of plan %s" % name, dict(base, table=status_table(plan, rows)))
@@ -82,15 +85,21 @@ class ActionModule(ActionBase):
         stage = choice["stage"]
         if choice["refuse"]:
             return finish("refused", choice["reason"], base, (stage or {}).get("name"), failed=True)
+        if not args["hosts"]:
+            return finish("refused", "stage %s has no app host to run on (check the inventory and --limit)"
+                          % stage["name"], base, stage["name"], failed=True)
+        flags = (stage.get("actions") or {}).get("flags") or {}
+        cycle = host_chunks(stage.get("serial") or DEFAULT_SERIAL,
+                            stage.get("max_unavailable") or plan.get("max_unavailable") or 1, len(args["hosts"]),
+                            drains=bool(flags))
 
         started = call_state(self, task_vars, login, operation="start", plan=name, stage=stage["name"],
                              actor=args["actor"], awx_job_id=args["awx_job_id"] or None,
                              supersede=choice["supersedes"])
         run = started.get("run") or {}
-        flags = (stage.get("actions") or {}).get("flags") or {}
+        base.update(cycle)
         base.update(changed=bool(started.get("changed")), stage=stage, run_id=run.get("id"), stop=False,
-                    resumed=bool(started.get("resumed")), supersedes=choice["supersedes"],
-                    serial=stage.get("serial") or [1, "100%"], flags=flags,
+                    resumed=bool(started.get("resumed")), supersedes=choice["supersedes"], flags=flags,
                     # a resumed stage restores what was there before its first attempt began
                     snapshot=((run.get("figures") or {}).get("_snapshot") or {}))
         if started.get("rollout_event"):

@@ -64,6 +64,14 @@ options:
   awx_job_id:
     description: The AWX job id, kept with the stage's state.
     type: str
+  hosts:
+    description:
+      - The app hosts the stage runs on (the play's hosts, after C(--limit)), in play order.
+      - Their number turns the stage's C(serial) and C(max_unavailable) into host counts (RV(serial)).
+      - Required by O(action=run) when a stage is due.
+    type: list
+    elements: str
+    default: []
   result_path:
     description: File on the controller that receives RV(result) as JSON. Not written in check mode.
     type: path
@@ -83,6 +91,7 @@ EXAMPLES = r"""
     login_user: app_owner
     login_password: "{{ vault_app_owner_password }}"
     db: app
+    hosts: "{{ ansible_play_hosts }}"
   delegate_to: "{{ groups['postgresql_primary'][0] }}"
   run_once: true
   register: rollout
@@ -106,9 +115,33 @@ run_id:
   returned: success
   type: int
 serial:
-  description: The host batches of the stage.
-  returned: success
+  description:
+    - The chunks of app hosts that go through the host cycle together, in play order (the apply
+      play's C(serial)) - each batch of the stage's C(serial) split into chunks of at most
+      RV(max_unavailable) hosts.
+  returned: when a stage runs
   type: list
+  elements: int
+  sample: [1, 2, 2, 2, 1]
+gate_after:
+  description: How many hosts are done when a batch of the stage ends; the gates are measured then.
+  returned: when a stage runs
+  type: list
+  elements: int
+  sample: [1, 8]
+batches:
+  description: The host count of each batch of the stage's C(serial).
+  returned: when a stage runs
+  type: list
+  elements: int
+  sample: [1, 7]
+max_unavailable:
+  description:
+    - How many app hosts are out of nginx at once - the stage's (or the plan's) C(max_unavailable)
+      as a host count, at least 1 and never every host, so nginx keeps an upstream.
+    - C(0) for a stage that sets no flags (it drains no host; its batches stay whole).
+  returned: when a stage runs
+  type: int
 flags:
   description: The flags the stage sets on every app host.
   returned: success
