@@ -10,8 +10,12 @@ import threading
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.gradual.rollout.plugins.module_utils import gates as G
-from ansible_collections.gradual.rollout.plugins.module_utils.http_probe import Target, latency_figures, run_load
+from ansible_collections.gradual.rollout.plugins.module_utils.http_probe import (
+    LOAD_DEFAULTS,
+    latency_figures,
+    load_settings,
+    run_load,
+)
 from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates import (
     GATE_MODULES,
     PUBLIC_PATH,
@@ -45,17 +49,16 @@ class Load(threading.Thread):
         self.figures = None
 
     def run(self):
-        a = self.args
+        a = dict(LOAD_DEFAULTS, **{key: value for key, value in self.args.items() if value is not None})
         try:
-            duration = G.parse_duration(a["duration"], "load.duration") if a.get("duration") is not None else None
-            raw = run_load(Target(a["url"]), timeout=float(a.get("timeout", 10)),
-                           validate_certs=bool(a.get("validate_certs", True)),
-                           requests=a.get("requests") if a.get("requests") or duration else 100,
-                           duration=duration, concurrency=int(a.get("concurrency", 10)))
+            opts = load_settings(a.get("url"), a.get("requests"), a.get("duration"), int(a["concurrency"]),
+                                 float(a["timeout"]))
+            raw = run_load(opts["target"], timeout=opts["timeout"], validate_certs=bool(a["validate_certs"]),
+                           requests=opts["requests"], duration=opts["duration"], concurrency=opts["concurrency"])
             self.figures = latency_figures(raw["latencies_ms"])
             self.figures.update(requests=raw["requests"], errors=raw["failures"], error_rate=raw["error_rate"],
                                 url=a["url"])
-        except (ValueError, G.GateInputError, OSError) as exc:
+        except (ValueError, TypeError, OSError) as exc:
             self.figures = {"error": "load on %s did not run: %s" % (a.get("url"), exc)}
 
 

@@ -18,7 +18,14 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from ansible_collections.gradual.rollout.plugins.module_utils.gates import percentile
+from ansible_collections.gradual.rollout.plugins.module_utils.gates import GateInputError, parse_duration, percentile
+
+# The bounds of a load, and the request count when neither requests nor duration is given.
+MAX_REQUESTS = 1000000
+MAX_CONCURRENCY = 256
+DEFAULT_REQUESTS = 100
+# A load's settings when not given (http_slo's argument spec and a gate's `load:` alike).
+LOAD_DEFAULTS = {"concurrency": 10, "timeout": 10.0, "validate_certs": True}
 
 RECONNECT_ERRORS = (http.client.RemoteDisconnected, http.client.BadStatusLine,
                     ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
@@ -226,3 +233,27 @@ def latency_figures(latencies_ms: list) -> dict:
             "p99_ms": round(percentile(latencies_ms, 99), 2),
             "mean_ms": round(sum(latencies_ms) / len(latencies_ms), 2),
             "max_ms": round(max(latencies_ms), 2)}
+
+
+def load_settings(url, requests=None, duration=None, concurrency=LOAD_DEFAULTS["concurrency"],
+                  timeout=LOAD_DEFAULTS["timeout"]) -> dict:
+    """A bounded load's settings checked: the target, the duration in seconds (a number or "30s",
+    "5m"), the request count (DEFAULT_REQUESTS when neither is given), the concurrency and the
+    timeout. Raises ValueError naming the bad value and its bounds."""
+    try:
+        target = Target(url)
+        seconds = parse_duration(duration, "duration") if duration is not None else None
+    except GateInputError as exc:
+        raise ValueError(str(exc)) from None
+    if requests is None and seconds is None:
+        requests = DEFAULT_REQUESTS
+    if requests is not None and not 1 <= requests <= MAX_REQUESTS:
+        raise ValueError("requests=%d must be between 1 and %d" % (requests, MAX_REQUESTS))
+    if seconds is not None and seconds <= 0:
+        raise ValueError("duration=%r must be > 0" % (duration,))
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ValueError("concurrency=%d must be between 1 and %d" % (concurrency, MAX_CONCURRENCY))
+    if timeout <= 0:
+        raise ValueError("timeout=%s must be > 0 seconds" % timeout)
+    return {"target": target, "duration": seconds, "requests": requests, "concurrency": concurrency,
+            "timeout": timeout}

@@ -65,13 +65,17 @@ def figures_of(result: dict, keep=None) -> dict:
 def record_from_result(name: str, gate_type: str, result: dict, load: dict | None = None,
                        keep=None) -> GateRecord:
     """The record of a gate module's RESULT. A module that failed without a verdict (bad
-    arguments, nothing answered) is a failed gate whose reason is the module's message."""
+    arguments, nothing answered) is a failed gate whose reason is the module's message; so is a
+    gate whose LOAD did not run (what it measured was not the situation it was meant to judge)."""
     result = result or {}
     verdict = result.get("gate") if isinstance(result.get("gate"), dict) else {}
     if result.get("skipped") and not verdict:
         reason = "skipped: %s" % (result.get("msg") or result.get("skip_reason") or "no reason given")
     else:
         reason = verdict.get("reason") or result.get("msg") or "the gate returned no result"
+    if load and load.get("error"):
+        return GateRecord(name=name, gate_type=gate_type, passed=False, reason=str(load["error"]),
+                          figures=figures_of(result, keep), load=load)
     return GateRecord(name=name, gate_type=gate_type, passed=bool(verdict.get("passed")),
                       reason=str(reason), figures=figures_of(result, keep),
                       inconclusive=bool(verdict.get("inconclusive")), load=load)

@@ -239,7 +239,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.gradual.rollout.plugins.module_utils import gates as G
 from ansible_collections.gradual.rollout.plugins.module_utils.http_probe import (
-    Target, latency_figures, run_load)
+    LOAD_DEFAULTS, latency_figures, load_settings, run_load)
 
 try:
     import jmespath
@@ -251,8 +251,6 @@ except ImportError:
     JMESPATH_ERROR = traceback.format_exc()
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-MAX_REQUESTS = 1000000
-MAX_CONCURRENCY = 256
 
 
 class Assertion:
@@ -322,25 +320,13 @@ def _request_number(index: int, which) -> int:
 def load_options(module) -> dict:
     p = module.params
     try:
-        target = Target(p["url"])
-        duration = G.parse_duration(p["duration"], "duration") if p["duration"] is not None else None
-    except (ValueError, G.GateInputError) as exc:
+        opts = load_settings(p["url"], p["requests"], p["duration"], p["concurrency"], p["timeout"])
+    except ValueError as exc:
         module.fail_json(msg=str(exc))
-    requests = p["requests"]
-    if requests is None and duration is None:
-        requests = 100
-    if requests is not None and not 1 <= requests <= MAX_REQUESTS:
-        module.fail_json(msg="requests=%d must be between 1 and %d" % (requests, MAX_REQUESTS))
-    if duration is not None and duration <= 0:
-        module.fail_json(msg="duration=%r must be > 0" % (p["duration"],))
-    if not 1 <= p["concurrency"] <= MAX_CONCURRENCY:
-        module.fail_json(msg="concurrency=%d must be between 1 and %d" % (p["concurrency"], MAX_CONCURRENCY))
-    if p["timeout"] <= 0:
-        module.fail_json(msg="timeout=%s must be > 0 seconds" % p["timeout"])
     for name in ("max_p50_ms", "max_p95_ms", "max_p99_ms", "max_error_rate", "min_rps"):
         if p[name] is not None and p[name] < 0:
             module.fail_json(msg="%s=%s must be >= 0" % (name, p[name]))
-    return {"target": target, "duration": duration, "requests": requests}
+    return opts
 
 
 def build_assertions(module) -> list:
@@ -398,8 +384,9 @@ def main() -> None:
                                                             "DELETE", "OPTIONS"]),
             headers=dict(type="dict"), body=dict(type="str"),
             requests=dict(type="int"), duration=dict(type="raw"),
-            concurrency=dict(type="int", default=10), timeout=dict(type="float", default=10.0),
-            validate_certs=dict(type="bool", default=True), ca_path=dict(type="path"),
+            concurrency=dict(type="int", default=LOAD_DEFAULTS["concurrency"]),
+            timeout=dict(type="float", default=LOAD_DEFAULTS["timeout"]),
+            validate_certs=dict(type="bool", default=LOAD_DEFAULTS["validate_certs"]), ca_path=dict(type="path"),
             status_codes=dict(type="list", elements="int"),
             assertions=dict(type="list", elements="dict", options=dict(
                 expr=dict(type="str", required=True), equals=dict(type="raw"),

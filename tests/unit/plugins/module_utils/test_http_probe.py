@@ -34,3 +34,32 @@ def test_merge_and_figures():
 def test_classify():
     assert H._classify(302, set()) and not H._classify(404, set())
     assert H._classify(404, {404}) and not H._classify(200, {404})
+
+
+# ---- a load's settings (http_slo and a gate's `load:` share them) ---------------------------
+def test_load_settings_defaults_to_a_bounded_request_count():
+    opts = H.load_settings("http://127.0.0.1:9/health")
+    assert opts["requests"] == H.DEFAULT_REQUESTS and opts["duration"] is None
+    assert opts["concurrency"] == H.LOAD_DEFAULTS["concurrency"] and opts["timeout"] == H.LOAD_DEFAULTS["timeout"]
+    assert H.load_settings("http://127.0.0.1:9/", duration="5s")["requests"] is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(concurrency=0), "concurrency=0 must be between 1 and 256"),
+    (dict(concurrency=257), "concurrency=257 must be between 1 and 256"),
+    (dict(requests=0), "requests=0 must be between 1 and 1000000"),
+    (dict(timeout=0), "timeout=0 must be > 0 seconds"),
+    (dict(duration="soon"), "soon"),
+    (dict(duration=0), "duration=0 must be > 0"),
+])
+def test_load_settings_refuses_values_out_of_bounds_naming_them(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        H.load_settings("http://127.0.0.1:9/health", **kwargs)
+
+
+def test_a_gate_load_out_of_bounds_is_reported_not_run():
+    from ansible_collections.gradual.rollout.plugins.action.rollout_gates import Load
+
+    load = Load({"url": "http://127.0.0.1:9/health", "concurrency": 0, "duration": "1s"})
+    load.run()
+    assert "concurrency=0 must be between 1 and 256" in load.figures["error"]

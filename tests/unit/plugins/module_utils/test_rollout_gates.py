@@ -72,3 +72,13 @@ def test_a_path_url_is_placed_on_the_batch_host_and_an_absolute_one_is_kept():
     assert RG.resolve_args({"url": "https://lb/health"}, base) == {"url": "https://lb/health"}
     assert RG.resolve_args({"redis_host": "cache1"}, base) == {"redis_host": "cache1"}
     assert RG.resolve_args(None, base) == {}
+
+
+def test_a_gate_whose_load_did_not_run_fails_naming_the_load():
+    result = {"gate": {"passed": True, "reason": "all thresholds met"}, "figures": {"max_utilization": 5}}
+    record = RG.record_from_result("pool_under_load", "pool_check", result,
+                                   load={"error": "load on /api did not run: concurrency=0 must be between 1 and 256"})
+    assert not record.passed and "concurrency=0" in record.reason
+    assert record.figures == {"max_utilization": 5}
+    ok = RG.record_from_result("pool_under_load", "pool_check", result, load={"requests": 40, "errors": 0})
+    assert ok.passed and ok.load["requests"] == 40
