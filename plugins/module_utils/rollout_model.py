@@ -52,6 +52,12 @@ SERIAL_PCT_RE = re.compile(r"^([0-9]{1,3})%$")
 FLAGS = "a mapping of flag name to value"
 
 
+def _named(noun: str, data, index: int) -> str:
+    """How a problem names a list entry: NOUN and its name, or its position when it has none."""
+    name = data.get("name") if isinstance(data, dict) else None
+    return "%s %r" % (noun, name) if isinstance(name, str) and name else "%s #%d" % (noun, index + 1)
+
+
 def _meta(expect: str = "", choice: str = "") -> dict:
     """A field's wording: EXPECT replaces the type's own ("a mapping"), CHOICE the message of a
     value outside its choices (with {where}, {path}, {value} and {choices})."""
@@ -91,8 +97,7 @@ class Gate:
 
     @staticmethod
     def label(parent: str, data, index: int) -> str:
-        name = data.get("name") if isinstance(data, dict) else None
-        return "%s gate %r" % (parent, name) if isinstance(name, str) and name else "%s gate #%d" % (parent, index + 1)
+        return _named(parent + " gate", data, index)
 
 
 @dataclass
@@ -112,8 +117,7 @@ class Stage:
 
     @staticmethod
     def label(parent: str, data, index: int) -> str:
-        name = data.get("name") if isinstance(data, dict) else None
-        return "stage %r" % name if isinstance(name, str) and name else "stage #%d" % (index + 1)
+        return _named("stage", data, index)
 
 
 @dataclass
@@ -133,8 +137,7 @@ class Metric:
 
     @staticmethod
     def label(parent: str, data, index: int) -> str:
-        name = data.get("name") if isinstance(data, dict) else None
-        return "metric %r" % name if isinstance(name, str) and name else "metric #%d" % (index + 1)
+        return _named("metric", data, index)
 
 
 @dataclass
