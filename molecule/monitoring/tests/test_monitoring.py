@@ -30,7 +30,10 @@ REDIS_DOWN_FOR = 60.0
 CLIENT = r"""
 import base64, sys, urllib.request, urllib.error
 url, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
-req = urllib.request.Request(url)
+data = open(sys.argv[4], "rb").read() if len(sys.argv) > 4 else None
+req = urllib.request.Request(url, data=data)
+if data:
+    req.add_header("Content-Type", "application/json")
 if user:
     req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
 try:
@@ -65,10 +68,11 @@ def ip(host) -> str:
     return host.check_output("hostname -i").split()[0]
 
 
-def http(host, url: str, auth: tuple[str, str] | None = None) -> tuple[int, str]:
+def http(host, url: str, auth: tuple[str, str] | None = None, post: str = "") -> tuple[int, str]:
+    """GET URL, or POST the JSON file POST (a path on HOST)."""
     host.check_output(f"cat > /tmp/gr_client.py <<'PY'\n{CLIENT}\nPY")
     user, password = auth or ("", "")
-    out = host.check_output(f"python3 /tmp/gr_client.py '{url}' '{user}' '{password}'")
+    out = host.check_output(f"python3 /tmp/gr_client.py '{url}' '{user}' '{password}' {post}")
     status, body = (out.split("\n", 1) + [""])[:2]
     return int(status), body
 
@@ -243,6 +247,43 @@ def test_redis_down_alert_reaches_the_webhook_and_resolves(receiver, capsys):
     back = resolved["at"] - started
     say(capsys, f"RedisDown: Redis started -> resolved at the webhook {back:.1f} s (bound {resolve_bound:.0f} s)")
     assert back <= resolve_bound
+
+
+@pytest.mark.parametrize("labels, receiver_name", [
+    ("severity=critical", "critical"), ("severity=warning", "warning"), ("alertname=NoSeverity", "warning")])
+def test_alerts_are_routed_by_severity(labels, receiver_name):
+    out = MON.check_output(f"amtool config routes test --config.file=/etc/prometheus/alertmanager.yml {labels}")
+    assert out.split() == [receiver_name]
+
+
+def test_a_critical_alert_inhibits_the_warning_of_its_target():
+    """Three alerts posted to Alertmanager: the warning that shares job and instance with the
+    critical is suppressed (inhibited by it), the warning of another instance is not."""
+    now = time.time()
+    ends = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 120))
+
+    def alert(name, severity, instance):
+        return {"labels": {"alertname": name, "severity": severity, "job": "molecule", "instance": instance},
+                "endsAt": ends}
+    posted = [alert("MoleculeCritical", "critical", "x:1"), alert("MoleculeWarning", "warning", "x:1"),
+              alert("MoleculeWarningElsewhere", "warning", "y:1")]
+    MON.check_output(f"cat > /tmp/gr_alerts.json <<'JSON'\n{json.dumps(posted)}\nJSON")
+    status, body = http(MON, f"http://{ip(MON)}:9093/api/v2/alerts", ADMIN, post="/tmp/gr_alerts.json")
+    assert status == 200, body
+
+    def states():
+        status, body = http(MON, f"http://{ip(MON)}:9093/api/v2/alerts?filter=job%3D%22molecule%22", ADMIN)
+        assert status == 200, body
+        return {a["labels"]["alertname"]: a["status"] for a in json.loads(body)}
+
+    def all_three():
+        found = states()
+        return found if len(found) == 3 else None
+
+    found = wait_for("the three alerts", all_three, 10)
+    assert found["MoleculeWarning"]["state"] == "suppressed" and found["MoleculeWarning"]["inhibitedBy"]
+    assert found["MoleculeCritical"]["state"] == "active"
+    assert found["MoleculeWarningElsewhere"]["state"] == "active"
 
 
 def rules_run(extra):
