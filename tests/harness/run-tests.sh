@@ -30,9 +30,10 @@ pytest_dir() {
 # Scenarios in the order the lanes take them: smoke first (it proves the harness), then the
 # longest first so the two lanes end close together (fresh-clone CI at 69dad2b, seconds:
 # app 966, pgbouncer 457, backup 316, postgresql 236, nginx 223, redis 168, smoke 83; a fixed
-# round-robin left one lane 13 min behind the other). A scenario missing from the list
-# goes before the others so a new one is never forgotten; rollout runs last, alone.
-MOLECULE_ORDER=(smoke app pgbouncer backup postgresql nginx redis)
+# round-robin left one lane 13 min behind the other; monitoring 422 alone on a shared machine).
+# A scenario missing from the list goes before the others so a new one is never forgotten;
+# rollout runs last, alone.
+MOLECULE_ORDER=(smoke app pgbouncer monitoring backup postgresql nginx redis)
 scenarios() {
   local all s
   all=$(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -n1 basename | sort)
