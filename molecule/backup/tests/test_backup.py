@@ -9,6 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 DIR = "/var/backups/postgresql"
+testinfra_hosts = ["docker://gr-backup-db1"]
 
 
 def playbook(name, *extra):

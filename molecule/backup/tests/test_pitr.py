@@ -1,0 +1,162 @@
+"""pgBackRest: WAL archived to the repository host, a full backup, point-in-time recovery between
+two writes at known times into a scratch cluster, and the faults the drill and the role's check
+must name (real containers, real pgBackRest, nothing mocked)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+
+ROOT = Path(__file__).resolve().parents[3]
+REPO = "gr-backup-repo1"
+SCRATCH = "/var/lib/postgresql/restore-drill"
+testinfra_hosts = ["docker://gr-backup-db1"]
+
+
+def playbook(name, *extra, path=None, tags=None):
+    env = dict(os.environ)
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(ROOT / "build/collections"), ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
+               ANSIBLE_FORCE_COLOR="false", ANSIBLE_STDOUT_CALLBACK="default")
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(path or ROOT / "playbooks" / name)]
+    for e in extra:
+        cmd += ["-e", e]
+    if tags:
+        cmd += ["--tags", tags]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def output(res):
+    """stdout and stderr as one line of words (ansible-core may print a failure on either, and wrap it)."""
+    return " ".join((res.stdout + res.stderr).split())
+
+
+def psql(host, sql, db="postgres"):
+    return host.check_output(f"su postgres -c \"psql -XAtq -d {db} -c \\\"{sql}\\\"\"")
+
+
+@pytest.fixture(scope="module")
+def repo():
+    return testinfra.get_host(f"docker://{REPO}")
+
+
+def pgbackrest_info(host):
+    return json.loads(host.check_output("su postgres -c 'pgbackrest --stanza=main --output=json info'"))[0]
+
+
+@pytest.fixture(scope="module")
+def full_backup(host, repo):
+    """A full backup taken on the repository host, as its timer would (test_backup.py takes one
+    through playbooks/backup.yml)."""
+    repo.check_output("su postgres -c 'pgbackrest --stanza=main --type=full backup'")
+    backups = pgbackrest_info(repo)["backup"]
+    assert backups and backups[-1]["type"] == "full"
+    return backups[-1]
+
+
+def test_repository_encrypted_and_private(repo, host):
+    conf = repo.file("/etc/pgbackrest/pgbackrest.conf")
+    assert conf.mode == 0o640 and conf.user == "root" and conf.group == "postgres"
+    assert "repo1-cipher-type=aes-256-cbc" in conf.content_string
+    # The database host's configuration names the repository host and carries no passphrase.
+    pg_conf = host.file("/etc/pgbackrest/pgbackrest.conf").content_string
+    assert f"repo1-host={REPO}" in pg_conf and "cipher-pass" not in pg_conf
+    assert "archive-async=y" in pg_conf
+
+
+def test_archiving_and_timers(host, repo):
+    assert psql(host, "show archive_mode") == "on"
+    assert "archive-push" in psql(host, "show archive_command")
+    assert psql(host, "select failed_count = 0 or last_archived_time > last_failed_time from pg_stat_archiver") == "t"
+    for kind in ("full", "diff"):
+        timer = repo.service(f"gradual-pgbackrest-main-{kind}.timer")
+        assert timer.is_enabled and timer.is_running
+
+
+def test_full_backup_encrypted_in_repository(repo, full_backup):
+    info = pgbackrest_info(repo)
+    assert info["cipher"] == "aes-256-cbc"
+    assert info["status"]["code"] == 0
+    # The backup's files are ciphertext (OpenSSL's "Salted__" header), not the plain manifest.
+    manifest = repo.run(f"head -c 8 /var/lib/pgbackrest/backup/main/{full_backup['label']}/backup.manifest")
+    assert manifest.rc == 0 and manifest.stdout == "Salted__"
+    print("full backup %s: %.1f s, %d bytes in the repository, %d bytes of database" % (
+        full_backup["label"], full_backup["timestamp"]["stop"] - full_backup["timestamp"]["start"],
+        full_backup["info"]["repository"]["delta"], full_backup["info"]["size"]))
+
+
+def report_ids(out, key):
+    found = re.search(r'"%s": \[([^\]]*)\]' % key, out)
+    assert found, out[-3000:]
+    return {int(x) for x in re.findall(r"\d+", found.group(1))}
+
+
+def test_restore_to_a_time_between_two_writes(host, full_backup):
+    """Two writes 3 s apart, the target between them: the first is restored, the second is not."""
+    psql(host, "create table if not exists gradual_restore_drill_marker (id bigserial primary key, "
+               "at timestamptz not null default clock_timestamp(), note text not null)")
+    first = int(psql(host, "insert into gradual_restore_drill_marker (note) values ('test: before') returning id"))
+    time.sleep(1.5)
+    target = psql(host, "select clock_timestamp()::text")
+    time.sleep(1.5)
+    second = int(psql(host, "insert into gradual_restore_drill_marker (note) values ('test: after') returning id"))
+    res = playbook("restore_drill.yml", "backup_drill_method=pgbackrest", f"backup_drill_target_time='{target}'")
+    out = output(res)
+    assert res.returncode == 0, out[-4000:]
+    assert "markers as expected" in out, out[-3000:]
+    assert first in report_ids(out, "markers_before_target")
+    assert second in report_ids(out, "markers_after_target")
+    assert re.search(r"RPO [0-9.]+ s, RTO [0-9.]+ s", out), out[-2000:]
+    assert not host.file(SCRATCH).exists
+    print(re.search(r"Point-in-time drill[^\"]*", out).group(0))
+
+
+def test_drill_with_its_own_target(host, full_backup):
+    res = playbook("restore_drill.yml", "backup_drill_method=pgbackrest")
+    out = output(res)
+    assert res.returncode == 0, out[-4000:]
+    summary = re.search(r"Point-in-time drill[^\"]*", out)
+    assert summary, out[-3000:]
+    print(summary.group(0))
+    assert "markers as expected" in summary.group(0)
+    # At least the drill's own marker written after its target, and none of them came back.
+    assert int(re.search(r"before the target, (\d+) after;", summary.group(0)).group(1)) >= 1
+    assert not host.file(SCRATCH).exists
+
+
+@pytest.mark.parametrize("extra,named", [
+    ("backup_drill_target_time='2026-13-45 99:00'", "backup_drill_target_time='2026-13-45 99:00'"),
+    ("backup_drill_target_time='2001-01-01 00:00:00+00'", "is before the end of the oldest backup"),
+    ("backup_drill_target_name=no_such_point", "backup_drill_target_name='no_such_point'"),
+])
+def test_drill_bad_targets_are_named(host, full_backup, extra, named):
+    res = playbook("restore_drill.yml", "backup_drill_method=pgbackrest", extra)
+    assert res.returncode != 0
+    assert named in output(res), output(res)[-3000:]
+    assert not host.file(SCRATCH).exists
+    assert psql(host, "select pg_is_in_recovery()") == "f"
+
+
+def test_drill_refuses_a_scratch_path_with_data(host, full_backup):
+    host.check_output("mkdir -p /var/tmp/busy && echo keep > /var/tmp/busy/PG_VERSION")
+    res = playbook("restore_drill.yml", "backup_drill_method=pgbackrest", "backup_drill_scratch_path=/var/tmp/busy")
+    assert res.returncode != 0
+    assert "backup_drill_scratch_path=/var/tmp/busy holds data" in output(res), output(res)[-3000:]
+    assert host.file("/var/tmp/busy/PG_VERSION").content_string == "keep\n"
+
+
+def test_broken_archive_command_is_caught_and_rolled_back(host):
+    before = host.file("/etc/pgbackrest/pgbackrest.conf").content_string
+    # Only the role's pgBackRest tasks (the tag its include applies): the rest is converged already.
+    res = playbook("converge.yml", "backup_pgbackrest_archive_command=/bin/false", "backup_pgbackrest_check_timeout=5",
+                   path=ROOT / "molecule" / "backup" / "converge.yml", tags="backup_pgbackrest")
+    assert res.returncode != 0
+    out = output(res)
+    assert "pgbackrest check failed" in out and "previous configuration was put back" in out, out[-3000:]
+    assert "archive-push" in psql(host, "show archive_command")
+    assert host.file("/etc/pgbackrest/pgbackrest.conf").content_string == before
