@@ -98,7 +98,7 @@ class Lab:
 
     def ansible(self, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
         return subprocess.run(["ansible-playbook", "-i", str(ROOT / "inventories" / "lab"), "-i", str(self.inventory),
-                               *args], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+                               *args], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout, check=False)
 
     def upstream(self, count: int) -> None:
         """nginx on web1 in front of exactly app1..appCOUNT (the nginx role, checked and reloaded)."""
@@ -210,7 +210,7 @@ class RequestLoop:
     def __exit__(self, *exc):
         time.sleep(2)
         docker("exec", "gr-lab-web1", "touch", "/tmp/gr-scale.stop")
-        for _ in range(40):
+        for _attempt in range(40):
             out = docker("exec", "gr-lab-web1", "cat", "/tmp/gr-scale.json", check=False)
             if out.strip():
                 self._figures = json.loads(out)

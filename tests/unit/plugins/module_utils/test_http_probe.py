@@ -55,11 +55,3 @@ def test_load_settings_defaults_to_a_bounded_request_count():
 def test_load_settings_refuses_values_out_of_bounds_naming_them(kwargs, message):
     with pytest.raises(ValueError, match=message):
         H.load_settings("http://127.0.0.1:9/health", **kwargs)
-
-
-def test_a_gate_load_out_of_bounds_is_reported_not_run():
-    from ansible_collections.gradual.rollout.plugins.action.rollout_gates import Load
-
-    load = Load({"url": "http://127.0.0.1:9/health", "concurrency": 0, "duration": "1s"})
-    load.run()
-    assert "concurrency=0 must be between 1 and 256" in load.figures["error"]

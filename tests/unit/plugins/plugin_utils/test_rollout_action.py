@@ -8,6 +8,7 @@ import stat
 
 import pytest
 
+from ansible_collections.gradual.rollout.plugins.action.rollout_gates import Load
 from ansible_collections.gradual.rollout.plugins.plugin_utils import rollout_action as RA
 
 
@@ -60,3 +61,9 @@ def test_a_state_plugin_takes_the_login_the_plan_and_its_own_options():
                                         ({"name": 3}, "rollout")])
 def test_the_plan_name_keys_its_state_and_files(plan, name):
     assert RA.plan_name(plan) == name
+
+
+def test_a_gate_load_out_of_bounds_is_reported_not_run():
+    load = Load({"url": "http://127.0.0.1:9/health", "concurrency": 0, "duration": "1s"})
+    load.run()
+    assert "concurrency=0 must be between 1 and 256" in load.figures["error"]
