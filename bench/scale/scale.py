@@ -138,6 +138,7 @@ class Lab:
             "outcome": result.get("outcome"),
             "rc": proc.returncode,
             "max_hosts_drained_at_once": watch.most,
+            "drained_in_turn": watch.order,
             "requests": loop.figures(),
             "hosts_serving_the_value": [h for h in app_hosts(count) if served(h).get(FLAG) == str(value)],
             "log_tail": proc.stdout[-3000:] if proc.returncode else "",
@@ -224,11 +225,13 @@ class RequestLoop:
 
 
 class DrainWatch:
-    """How many app hosts nginx had drained at once, read from web1's drained-set files every
-    0.2 s for the length of a `with` block."""
+    """How many app hosts nginx had drained at once, and the drained sets in the order they came
+    (the chunks, canary first), read from web1's drained-set files every 0.2 s for the length of
+    a `with` block."""
 
     def __enter__(self):
         self.most = 0
+        self.order = []
         self._proc = subprocess.Popen(
             ["docker", "exec", "gr-lab-web1", "sh", "-c",
              "while :; do cat /etc/nginx/gradual/*.drained.json 2>/dev/null | tr -d '\\n'; echo; sleep 0.2; done"],
@@ -240,9 +243,12 @@ class DrainWatch:
     def _read(self):
         for line in self._proc.stdout:
             try:
-                self.most = max(self.most, len(json.loads(line.strip() or "[]")))
+                drained = sorted(json.loads(line.strip() or "[]"))
             except ValueError:
                 continue
+            self.most = max(self.most, len(drained))
+            if drained and (not self.order or self.order[-1] != drained):
+                self.order.append(drained)
 
     def __exit__(self, *exc):
         self._proc.kill()

@@ -38,6 +38,8 @@ def test_a_batch_cycles_max_unavailable_hosts_at_once_and_nginx_keeps_serving():
     assert run["rc"] == 0 and run["outcome"] == "passed", run["log_tail"]
     # [1, 2, 1]: two hosts were out of nginx together, never more
     assert run["max_hosts_drained_at_once"] == 2
+    # the chunks in inventory order: the canary is the first app host, whichever host answered first
+    assert run["drained_in_turn"] == [["app1"], ["app2", "app3"], ["app4"]], run["drained_in_turn"]
     assert run["requests"]["sent"] > 100 and run["requests"]["failed"] == 0, run["requests"]
     assert run["hosts_serving_the_value"] == scale.app_hosts(4)
     # the gates ran after each batch of the stage (the canary, then the other three), not per chunk
