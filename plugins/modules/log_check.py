@@ -18,7 +18,7 @@ description:
   - Reads are bounded by O(max_bytes). When the cap is hit the result says C(truncated=true) and
     C(offset) is where the next call goes on; a threshold broken in what was read still fails the
     gate, otherwise the result is inconclusive (never a pass).
-  - Follows rotation: when the inode of O(path) is not O(since_inode) (rename and create) or the file
+  - Follows rotation. When the inode of O(path) is not O(since_inode) (rename and create) or the file
     is shorter than O(since_offset) (copytruncate), the rest of the old file is read from
     O(rotated_path) from O(since_offset), then the new file from its start. When the rotated file is
     missing or is another file, the new file is read from its start and the result is inconclusive,
@@ -54,7 +54,7 @@ options:
     type: str
   time_regex:
     description:
-      - The timestamp of a line: its first group (or the whole match). A line without one goes with
+      - Where the timestamp of a line is, as a regex; its first group (or the whole match). A line without one goes with
         the line before it (a stack trace with its message).
     type: str
   time_format:
@@ -77,14 +77,14 @@ options:
         type: str
         required: true
       max_count:
-        description: Most matching lines allowed (V(0) for "no ERROR line").
+        description: Most matching lines allowed (V(0) for no ERROR line at all).
         type: int
       min_count:
         description: Fewest matching lines required (a heartbeat, a job's completion line).
         type: int
   extract:
     description:
-      - Numbers to extract: the first group of the regex in each matching line, as a number.
+      - Numbers to extract, each the first group of the regex in a matching line.
     type: list
     elements: dict
     default: []
@@ -94,8 +94,8 @@ options:
         type: str
         required: true
       regex:
-        description: Python regular expression with the number in its first group, for example
-          V(Query count: (\\d+)).
+        description:
+          - Python regular expression with the number in its first group (see the examples).
         type: str
         required: true
       max_value:

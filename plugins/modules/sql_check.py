@@ -14,7 +14,7 @@ description:
     transaction is rolled back at the end.
   - V(query) runs O(query), a scalar query (one row, one column, a number), and compares the value
     with O(min_value) and O(max_value). No row or NULL makes the result inconclusive, never a pass.
-  - V(explain) runs C(EXPLAIN (FORMAT JSON)) of O(query), with C(ANALYZE) when O(analyze) is set,
+  - V(explain) runs C(EXPLAIN) with C(FORMAT JSON) on O(query), with C(ANALYZE) when O(analyze) is set,
     walks the plan tree, and fails when O(index) is not read by an C(Index Scan),
     C(Index Only Scan) or C(Bitmap Index Scan) node, or when the C(Execution Time) is over
     O(max_time_ms). The figures carry every node type and index name seen.
@@ -112,7 +112,7 @@ notes:
   - The module is in the C(gradual.rollout.postgres) action group, so C(module_defaults) for
     C(group/gradual.rollout.postgres) applies to it. Give O(login_host) (a replica's) in the task to
     measure elsewhere than the group's database; explicit task arguments override C(module_defaults).
-  - The read-only transaction refuses writes, C(nextval()) and DDL, but not every function with a side
+  - The read-only transaction refuses writes, C(nextval) and DDL, but not every function with a side
     effect; log in as a role that may only read (for example one with C(pg_read_all_data) and
     C(pg_monitor)).
   - A failed threshold fails the task with a message naming the figure and the threshold; the
@@ -134,7 +134,7 @@ EXAMPLES = r"""
       WHERE status = 'pending' AND created_at < now() - interval '1 hour'
     max_value: 0
 
-- name: The team lookup reads its index and takes under 50 ms
+- name: The customer's order list reads its index and takes under 50 ms
   gradual.rollout.sql_check:
     login_host: db-replica.internal
     login_user: monitor
@@ -142,8 +142,8 @@ EXAMPLES = r"""
     db: app
     mode: explain
     analyze: true
-    query: SELECT * FROM players WHERE team_id = 42 ORDER BY position
-    index: idx_players_team_position
+    query: SELECT * FROM orders WHERE customer_id = 42 ORDER BY created_at DESC LIMIT 20
+    index: idx_orders_customer_created
     max_time_ms: 50
     statement_timeout: 2s
 
@@ -155,7 +155,7 @@ EXAMPLES = r"""
     db: app
     mode: index_usage
     indexes:
-      - idx_players_team_position
+      - idx_orders_customer_created
       - idx_orders_status_created
 """
 
@@ -181,7 +181,7 @@ index_names:
   returned: when mode is explain and the plan was read
   type: list
   elements: str
-  sample: ["idx_players_team_position"]
+  sample: ["idx_orders_customer_created"]
 seq_scans:
   description: V(explain) only. Tables read by a C(Seq Scan).
   returned: when mode is explain and the plan was read
@@ -193,7 +193,7 @@ plan_nodes:
   returned: when mode is explain and the plan was read
   type: list
   elements: dict
-  sample: [{"node_type": "Index Scan", "relation": "players", "index": "idx_players_team_position",
+  sample: [{"node_type": "Index Scan", "relation": "orders", "index": "idx_orders_customer_created",
             "parent_relationship": null}]
 total_cost:
   description: V(explain) only. The planner's total cost of the top node.
@@ -212,7 +212,7 @@ indexes:
   description: V(index_usage) only. Per index name, its C(idx_scan), table and schema; null when missing.
   returned: when mode is index_usage and the statistics were read
   type: dict
-  sample: {"idx_players_team_position": {"idx_scan": 12, "table": "players", "schema": "public"}}
+  sample: {"idx_orders_customer_created": {"idx_scan": 12, "table": "orders", "schema": "public"}}
 statement_timeout_ms:
   description: The C(statement_timeout) set on the transaction, milliseconds.
   returned: always
@@ -231,7 +231,7 @@ gate:
   returned: always
   type: dict
   sample: {"passed": false, "inconclusive": false, "failures": [],
-           "reason": "index idx_players_team_position is not used by the plan (indexes used: none; nodes: Seq Scan on players)"}
+           "reason": "index idx_orders_customer_created is not used by the plan (indexes used: none; nodes: Seq Scan on orders)"}
 """
 
 import time
