@@ -96,7 +96,7 @@ def test_matcher_counts_and_extracts_with_the_gates_percentile():
 
 
 def test_matcher_skips_lines_before_since_time_and_keeps_their_continuations():
-    patterns, _ = rules(patterns=[{"name": "errors", "regex": "ERROR"}])
+    patterns = rules(patterns=[{"name": "errors", "regex": "ERROR"}])[0]
     since = datetime.datetime(2026, 1, 1, 8, 0, tzinfo=datetime.timezone.utc)
     m = L.Matcher(patterns, [], since, r"^(\S+)")
     for line in ["2026-01-01T07:59:59 ERROR old", "  ERROR old trace", "2026-01-01T08:00:00 ERROR new",
