@@ -68,9 +68,10 @@ def check_select(sql: str, option: str = "query") -> None:
     node = stmts[0].stmt
     kind = type(node).__name__
     if kind != "SelectStmt":
-        raise SqlRefused("%s %r is a %s statement, not a SELECT: sql_check runs only a plain SELECT "
+        word = kind.replace("Stmt", "").upper() or kind
+        raise SqlRefused("%s %r is %s %s statement, not a SELECT: sql_check runs only a plain SELECT "
                          "(or WITH ... SELECT), since EXPLAIN ANALYZE executes it"
-                         % (option, _short(sql), kind.replace("Stmt", "").upper() or kind))
+                         % (option, _short(sql), "an" if word[0] in "AEIOU" else "a", word))
     kinds = _Kinds()
     kinds(stmts[0])
     writing = sorted(set(kinds.kinds) & set(WRITING_NODES))
@@ -134,7 +135,7 @@ def scalar(rows: list):
     if not rows:
         return None, "the query returned no row"
     if len(rows) > 1:
-        raise ValueError("the query returned %d rows; a scalar query returns one row" % len(rows))
+        raise ValueError("the query returned more than one row; a scalar query returns one row")
     value = rows[0][0] if rows[0] else None
     if value is None:
         return None, "the query returned NULL"

@@ -19,7 +19,7 @@ def test_plain_selects_are_accepted(sql):
 
 @pytest.mark.parametrize("sql, words", [
     ("DELETE FROM players WHERE id = 1", "is a DELETE statement, not a SELECT"),
-    ("UPDATE t SET a = 1", "is a UPDATE statement"),
+    ("UPDATE t SET a = 1", "is an UPDATE statement"),
     ("CREATE TABLE x (a int)", "is a CREATE statement"),
     ("SELECT 1; DELETE FROM t", "holds 2 statements"),
     ("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", "data-modifying DELETE"),
@@ -80,7 +80,7 @@ def test_scalar(rows, value, why):
     assert S.scalar(rows) == (value, why)
 
 
-@pytest.mark.parametrize("rows, words", [([("abc",)], "'abc', not a number"), ([(1,), (2,)], "2 rows")])
+@pytest.mark.parametrize("rows, words", [([("abc",)], "'abc', not a number"), ([(1,), (2,)], "more than one row")])
 def test_scalar_refuses_what_is_not_one_number(rows, words):
     with pytest.raises(ValueError, match=words):
         S.scalar(rows)
