@@ -18,6 +18,7 @@ GATE_MODULES = {
     "http_slo": "gradual.rollout.http_slo",
     "pool_check": "gradual.rollout.pool_check",
     "cache_check": "gradual.rollout.cache_check",
+    "sql_check": "gradual.rollout.sql_check",
 }
 GATE_TYPES = tuple(GATE_MODULES)
 

@@ -336,3 +336,16 @@ def test_validation_does_not_modify_the_plan():
     before = copy.deepcopy(plan)
     plan_problems(plan)
     assert plan == before
+
+
+def test_a_stage_may_gate_on_sql_check_but_not_yet_on_log_check():
+    plan = good_plan()
+    plan["stages"][0]["gates"].append({"name": "hot_path_index", "type": "sql_check", "args": {
+        "login_host": "db-replica.internal", "mode": "explain", "analyze": True,
+        "query": "SELECT * FROM orders WHERE customer_id = 1", "index": "idx_orders_customer", "max_time_ms": 50}})
+    plan["metrics"].append({"name": "Plan time", "op": "<", "threshold": 50, "stage": "one",
+                            "gate": "hot_path_index", "field": "figures.execution_time_ms"})
+    assert plan_problems(plan) == []
+    # log_check runs on the app hosts; rollout_gates measures on the controller
+    plan["stages"][0]["gates"].append({"name": "errors", "type": "log_check", "args": {"path": "/var/log/x"}})
+    assert any("unknown gate type 'log_check'" in problem for problem in plan_problems(plan))
