@@ -192,7 +192,7 @@ def test_an_archive_failure_raises_the_failed_count(host):
         psql(host, "create table if not exists gradual_archive_probe (at timestamptz default now()); "
                    "insert into gradual_archive_probe default values")
         psql(host, "select pg_switch_wal()")
-        for _ in range(40):
+        for attempt in range(40):  # up to 20 s; the archiver tries at once
             if archiver(host)[0] > failed_before:
                 break
             time.sleep(0.5)
@@ -204,7 +204,7 @@ def test_an_archive_failure_raises_the_failed_count(host):
     assert failed_after > failed_before and last_failed >= started > last_failed_before, (
         failed_before, failed_after, last_failed, started)
     # Healthy again: the segment that failed is archived with the good command.
-    for _ in range(60):
+    for attempt in range(60):  # up to 30 s
         if not archiver(host)[1]:
             break
         time.sleep(0.5)
