@@ -32,6 +32,9 @@ EXPECTED = {
     "PostgresPoolUtilisationHigh": ("database", "warning", "5m", ">= 0.8"),
     "PostgresReplicationLagHigh": ("database", "warning", "5m", ">= 30"),
     "BackupTooOld": ("backup", "critical", "10m", "> 26 * 3600"),
+    # Issue #24, item 4: WAL archiving failures (pg_stat_archiver, through the backup role's textfile).
+    "BackupArchiveFailing": ("backup", "warning", "1m", "[15m]) > 0"),
+    "BackupArchiveStuck": ("backup", "critical", "15m", "> gradual_backup_archive_last_archived_timestamp_seconds"),
     "HostDiskAlmostFull": ("host", "warning", "10m", ">= 0.85"),
     "RedisMemoryNearMax": ("cache", "warning", "5m", ">= 0.9"),
     "RedisCacheHitRateLow": ("cache", "warning", "15m", "< 0.8"),

@@ -1,7 +1,10 @@
-"""Backups: the timer is scheduled; a real dump restores with matching row counts; a bad one fails."""
+"""Backups: the timer is scheduled; a real dump restores with matching row counts; a bad one fails;
+the textfile metrics for alerting follow the successful backups and only them."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -9,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 DIR = "/var/backups/postgresql"
+TEXTFILE = "/var/lib/prometheus/node-exporter"
 testinfra_hosts = ["docker://gr-backup-db1"]
 
 
@@ -85,3 +89,79 @@ def test_restore_drill_of_a_bad_dump_fails(host, dumped, damage):
 def test_retention_comes_from_the_inventory(host):
     script = host.file("/usr/local/sbin/gradual-pg-backup")
     assert script.mode == 0o755 and "RETENTION_DAYS=7\n" in script.content_string
+
+
+# --- Signals for alerting (issue #24, item 4) ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def promtool():
+    proc = subprocess.run([str(ROOT / "tests/harness/promtool.sh")], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    return proc.stdout.strip()
+
+
+def metrics(host, promtool, source):
+    """The samples of gradual_backup_<source>.prom, after promtool (Prometheus' own parser and linter)
+    accepted the file: {(name, ((label, value), ...)): value}."""
+    path = f"{TEXTFILE}/gradual_backup_{source}.prom"
+    text = host.file(path).content_string
+    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr + text
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        name, labels, value = re.fullmatch(r"(\w+)\{(.*)\} (\S+)", line).groups()
+        samples[(name, tuple(sorted(re.findall(r'(\w+)="([^"]*)"', labels))))] = float(value)
+    for name in {key[0] for key in samples}:
+        assert f"# HELP {name} " in text and f"# TYPE {name} " in text, text
+    return samples
+
+
+def pg_dump_key(name, db="goalgpt"):
+    return (name, (("database", db), ("method", "pg_dump")))
+
+
+def test_metrics_written_after_the_dump(host, dumped, promtool):
+    assert host.file(TEXTFILE).is_directory and host.file(TEXTFILE).mode == 0o755
+    prom = host.file(f"{TEXTFILE}/gradual_backup_pg_dump.prom")
+    assert prom.mode == 0o644 and prom.user == "root"
+    # Written to a temporary file and renamed: nothing left beside it.
+    assert ".tmp" not in host.check_output(f"ls -A {TEXTFILE}")
+    got = metrics(host, promtool, "pg_dump")
+    stamp = got[pg_dump_key("gradual_backup_last_success_timestamp_seconds")]
+    assert abs(int(host.check_output("date +%s")) - stamp) < 600
+    # The time the dump was verified: its checksum was written just before.
+    assert 0 <= stamp - host.file(f"{dumped}.sha256").mtime.timestamp() <= 5
+    assert got[pg_dump_key("gradual_backup_last_size_bytes")] == host.file(dumped).size
+
+
+def test_pgbackrest_metrics_match_the_repository(host, dumped, promtool):
+    got = metrics(host, promtool, "pgbackrest")
+    backups = json.loads(host.check_output("su postgres -c 'pgbackrest --stanza=main --output=json info'"))[0]["backup"]
+    newest = max(backups, key=lambda b: b["timestamp"]["stop"])
+    key = (("database", "main"), ("method", "pgbackrest"))
+    assert got[("gradual_backup_last_success_timestamp_seconds", key)] == newest["timestamp"]["stop"]
+    assert got[("gradual_backup_last_size_bytes", key)] == newest["info"]["repository"]["delta"]
+    assert abs(int(host.check_output("date +%s")) - newest["timestamp"]["stop"]) < 600
+    for kind in {b["type"] for b in backups}:
+        assert got[("gradual_backup_type_last_success_timestamp_seconds", key + (("type", kind),))] == max(
+            b["timestamp"]["stop"] for b in backups if b["type"] == kind)
+    archive = metrics(host, promtool, "archive")
+    assert ("gradual_backup_archive_failed_total", (("database", "main"),)) in archive
+
+
+def test_a_failed_dump_leaves_the_metrics_and_a_good_one_updates_them(host, dumped, promtool):
+    before = host.file(f"{TEXTFILE}/gradual_backup_pg_dump.prom").content_string
+    host.check_output(f"chmod 000 {DIR}/goalgpt")
+    try:
+        # The timer's own service: pg_dump cannot write, the run fails, ExecStartPost is skipped.
+        assert host.run("systemctl start gradual-pg-backup.service").rc != 0
+        # A refresh after the failure re-reads the last success, not the failed run.
+        host.check_output("/usr/local/sbin/gradual-backup-metrics pg_dump")
+        assert host.file(f"{TEXTFILE}/gradual_backup_pg_dump.prom").content_string == before
+    finally:
+        host.check_output(f"chmod 700 {DIR}/goalgpt && systemctl reset-failed gradual-pg-backup.service")
+    stamp = metrics(host, promtool, "pg_dump")[pg_dump_key("gradual_backup_last_success_timestamp_seconds")]
+    host.check_output("sleep 1 && systemctl start gradual-pg-backup.service")
+    assert metrics(host, promtool, "pg_dump")[pg_dump_key("gradual_backup_last_success_timestamp_seconds")] > stamp

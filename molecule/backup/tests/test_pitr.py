@@ -150,6 +150,14 @@ def test_drill_refuses_a_scratch_path_with_data(host, full_backup):
     assert host.file("/var/tmp/busy/PG_VERSION").content_string == "keep\n"
 
 
+def archive_failures(host):
+    """gradual_backup_archive_failed_total and its last failure time, refreshed now."""
+    host.check_output("systemctl start gradual-backup-metrics.service")
+    text = host.file("/var/lib/prometheus/node-exporter/gradual_backup_archive.prom").content_string
+    value = {m.group(1): int(m.group(2)) for m in re.finditer(r'^(gradual_backup_archive_\w+)\{database="main"\} (\d+)$', text, re.M)}
+    return value["gradual_backup_archive_failed_total"], value["gradual_backup_archive_last_failed_timestamp_seconds"]
+
+
 def test_broken_archive_command_is_caught_and_rolled_back(host):
     before = host.file("/etc/pgbackrest/pgbackrest.conf").content_string
     # Only the role's pgBackRest tasks (the tag its include applies): the rest is converged already.
@@ -160,3 +168,44 @@ def test_broken_archive_command_is_caught_and_rolled_back(host):
     assert "pgbackrest check failed" in out and "previous configuration was put back" in out, out[-3000:]
     assert "archive-push" in psql(host, "show archive_command")
     assert host.file("/etc/pgbackrest/pgbackrest.conf").content_string == before
+
+
+def archiver(host):
+    """failed_count, and whether the last attempt failed (pg_stat_archiver, read now)."""
+    row = psql(host, "select failed_count, coalesce(last_failed_time > coalesce(last_archived_time, 'epoch'), false) "
+                     "from pg_stat_archiver")
+    count, failing = row.split("|")
+    return int(count), failing == "t"
+
+
+def test_an_archive_failure_raises_the_failed_count(host):
+    """The same /bin/false as above, but live: the role's check refuses it before PostgreSQL ever
+    runs it (it must name pgbackrest), so it is set behind the role's back for one WAL segment,
+    then the role's archive_command is put back and the segment is archived."""
+    good = psql(host, "show archive_command")
+    assert "archive-push" in good
+    failed_before, last_failed_before = archive_failures(host)
+    started = int(host.check_output("date +%s"))
+    try:
+        psql(host, "alter system set archive_command = '/bin/false'")
+        psql(host, "select pg_reload_conf()")
+        psql(host, "create table if not exists gradual_archive_probe (at timestamptz default now()); "
+                   "insert into gradual_archive_probe default values")
+        psql(host, "select pg_switch_wal()")
+        for attempt in range(40):  # up to 20 s; the archiver tries at once
+            if archiver(host)[0] > failed_before:
+                break
+            time.sleep(0.5)
+    finally:
+        psql(host, f"alter system set archive_command = '{good}'")
+        psql(host, "select pg_reload_conf()")
+    # The failures are in the textfile metrics the BackupArchiveFailing alert reads.
+    failed_after, last_failed = archive_failures(host)
+    assert failed_after > failed_before and last_failed >= started > last_failed_before, (
+        failed_before, failed_after, last_failed, started)
+    # Healthy again: the segment that failed is archived with the good command.
+    for attempt in range(60):  # up to 30 s
+        if not archiver(host)[1]:
+            break
+        time.sleep(0.5)
+    assert not archiver(host)[1], psql(host, "select * from pg_stat_archiver")
