@@ -25,6 +25,10 @@ debian_mirror() {
 
 MIRROR=${GR_DEBIAN_MIRROR:-$(debian_mirror)}   # override: GR_DEBIAN_MIRROR=http://mirror.example/debian
 [ -r "$CA_BUNDLE" ] || die "CA bundle $CA_BUNDLE is not readable"
+# One build at a time: make demo and a lane of run-tests.sh may ask at once; the second waits and
+# then finds the tag.
+exec 9>"$GR_STATE/build-image.lock"
+flock 9
 HASH=$( { cat "$0"; echo "$MIRROR $SUITE $INCLUDE"; sha256sum "$CA_BUNDLE"; } | sha256sum | cut -c1-12)
 TAG="$GR_IMAGE:$HASH"
 

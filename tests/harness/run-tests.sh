@@ -32,7 +32,7 @@ pytest_dir() {
 # app 966, pgbouncer 457, backup 316, postgresql 236, nginx 223, redis 168, smoke 83; a fixed
 # round-robin left one lane 13 min behind the other; monitoring 422 alone on a shared machine).
 # A scenario missing from the list goes before the others so a new one is never forgotten;
-# rollout runs last, alone.
+# rollout is not queued: the first lane starts with it (see run_lanes).
 MOLECULE_ORDER=(smoke app pgbouncer monitoring backup postgresql nginx redis)
 scenarios() {
   local all s
@@ -90,32 +90,59 @@ next_in_queue() {
 # they are free. Much of a converge waits on apt, systemd and sleeps, and the integration tests
 # wait on their playbooks, so two lanes finish sooner on two cores than one after the other. An
 # item is `integration` (tests/integration), `docs` (the plugins' documentation lint),
-# `ansible-lint`, `sanity`, `units` (ansible-test units) or a molecule scenario. rollout runs
-# alone, after the others. The names of the failed items are written to the queue's .failed file.
+# `ansible-lint`, `sanity`, `units` (ansible-test units) or a molecule scenario. The names of the
+# failed items are written to the queue's .failed file.
 lane_item() {
   case "$1" in
-    integration) phase pytest-integration integration_tests ;;
+    integration) needs_containers && phase pytest-integration integration_tests ;;
     docs) phase docs-lint "$H/docs-lint.sh" ;;
     ansible-lint) phase ansible-lint logged ansible-lint ansible-lint -q ;;
     sanity) phase sanity logged sanity "$H/sanity.sh" ;;
     units) phase ansible-test-units logged ansible-test-units "$H/units.sh" ;;
-    *) phase "molecule:$1" molecule_one "$1" ;;
+    rollout) phase molecule:rollout molecule_one rollout ;;
+    *) needs_containers && phase "molecule:$1" molecule_one "$1" ;;
   esac
 }
 
+# The engine and the base image, once for all lanes (a lock file in the state folder; the first
+# lane that needs them starts them). When the rollout scenario runs, its create step (`make
+# demo`, the README's first command) must be what starts the engine, as on a newcomer's machine:
+# wait for it to answer first (its create begins with it), and start one only if it never does.
+needs_containers() {
+  (
+    flock 8
+    [ -e "$CONTAINERS_READY" ] && exit 0
+    if [ -n "${ROLLOUT_STARTS_ENGINE:-}" ]; then
+      for _ in $(seq 1 150); do docker info >/dev/null 2>&1 && break; sleep 2; done
+    fi
+    containers && touch "$CONTAINERS_READY"
+  ) 8>"$CONTAINERS_READY.lock"
+}
+
+# rollout (on the lab, ~30 min) is not queued: the first lane starts with it, so it overlaps the
+# other items instead of running alone after them (fresh-clone CI at bee8f83: 2,000 s alone after
+# 2,200 s of lanes; its make demo left a third of the two cores idle). The other lane starts with
+# the items that need no engine (the linters, sanity, unit tests), by which time make demo has
+# started the engine and builds or reuses the image (build-image.sh holds a lock meanwhile).
 run_lanes() {
   mkdir -p tests/output
-  local list=("$@") jobs=${GR_MOLECULE_JOBS:-2} s lane
-  local main=() last=()
+  local list=("$@") jobs=${GR_MOLECULE_JOBS:-2} s lane first=""
+  local main=()
   for s in "${list[@]}"; do
-    if [ "$s" = rollout ]; then last+=("$s"); else main+=("$s"); fi
+    if [ "$s" = rollout ]; then first=rollout; else main+=("$s"); fi
   done
   local queue; queue=$(mktemp "$GR_STATE/lanes.XXXXXX")
+  CONTAINERS_READY="$queue.containers"
+  [ -n "$first" ] && ROLLOUT_STARTS_ENGINE=1 || ROLLOUT_STARTS_ENGINE=""
+  export CONTAINERS_READY ROLLOUT_STARTS_ENGINE
   printf '%s\n' "${main[@]}" > "$queue"
   : > "$queue.failed"
   local pids=()
   for ((lane = 0; lane < jobs; lane++)); do
     (
+      if [ "$lane" -eq 0 ] && [ -n "$first" ]; then
+        lane_item "$first" || echo "$first" >> "$queue.failed"
+      fi
       while s=$(next_in_queue "$queue") && [ -n "$s" ]; do
         lane_item "$s" || echo "$s" >> "$queue.failed"
       done
@@ -124,13 +151,8 @@ run_lanes() {
   done
   local pid
   for pid in "${pids[@]}"; do wait "$pid"; done
-  # rollout's create is `make demo`, the README's first command, which must work with no engine
-  # running: stop the one this harness started (one started by hand is left alone, see
-  # docker-down.sh); make demo starts it again under the same owner, so the exit trap stops it.
-  if [ "${#last[@]}" -gt 0 ]; then "$GR_ROOT/$H/docker-down.sh" || true; fi
-  for s in "${last[@]}"; do lane_item "$s" || echo "$s" >> "$queue.failed"; done
   mapfile -t lanes_failed < "$queue.failed"
-  rm -f "$queue" "$queue.lock" "$queue.failed"
+  rm -f "$queue" "$queue.lock" "$queue.failed" "$CONTAINERS_READY" "$CONTAINERS_READY.lock"
   [ "${#lanes_failed[@]}" -eq 0 ]
 }
 
@@ -140,17 +162,14 @@ containers() {
 
 case "$mode" in
   all|fast)
-    # The engine and the base image first: integration tests and molecule both need them.
-    if [ "$mode" = all ]; then containers || exit 1; fi
     step yamllint yamllint -s .
     step changelog antsibull-changelog lint
     if [ "$mode" = all ]; then
-      # The linters, sanity and the unit tests (ansible-test units, the way a collection's CI runs
-      # them) are lane items too, overlapping the integration tests, which mostly wait on their
-      # playbooks (fresh-clone CI at 7d27557 ran them before the lanes, one after the other:
-      # ansible-lint 57 s, sanity 109 s, units 49 s).
+      # Everything else is a lane item; the ones that need no engine go first (fresh-clone CI at
+      # 7d27557 ran them before the lanes, one after the other: ansible-lint 57 s, sanity 109 s,
+      # units 49 s). The engine and the image are started when an item first needs them.
       mapfile -t items < <(scenarios)
-      run_lanes integration sanity ansible-lint units docs "${items[@]}" || failed+=("${lanes_failed[@]}")
+      run_lanes sanity ansible-lint units docs integration "${items[@]}" || failed+=("${lanes_failed[@]}")
     else
       step ansible-lint ansible-lint -q
       step sanity "$H/sanity.sh"
@@ -158,7 +177,6 @@ case "$mode" in
       step docs-lint "$H/docs-lint.sh"
     fi ;;
   molecule)
-    containers || exit 1
     if [ "$#" -gt 0 ]; then items=("$@"); else mapfile -t items < <(scenarios); fi
     run_lanes "${items[@]}" || failed+=("${lanes_failed[@]}") ;;
   *) die "usage: run-tests.sh all|fast|molecule [SCENARIO...]" ;;
