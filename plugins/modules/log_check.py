@@ -284,7 +284,7 @@ def argument_spec() -> dict:
             min_count=dict(type="int", default=1))),
         max_bytes=dict(type="raw", default="64mb"),
         position_only=dict(type="bool", default=False),
-        fail_on_inconclusive=dict(type="bool", default=True),
+        **G.verdict_argument_spec(),
     )
 
 
@@ -365,7 +365,7 @@ def main() -> None:
         out["inconclusive"] = False
         module.exit_json(changed=False, **out)
     out["inconclusive"] = out["gate"]["inconclusive"]
-    if not out["gate"]["passed"] and (not out["inconclusive"] or p["fail_on_inconclusive"]):
+    if G.fails_task(out, p["fail_on_inconclusive"]):
         module.fail_json(msg="log_check gate failed: " + out["gate"]["reason"], **out)
     module.exit_json(changed=False, **out)
 

@@ -273,8 +273,8 @@ def argument_spec() -> dict:
         indexes=dict(type="list", elements="str"), schema=dict(type="str"),
         min_idx_scan=dict(type="int", default=1),
         statement_timeout=dict(type="raw", default="5s"),
-        fail_on_inconclusive=dict(type="bool", default=True),
     )
+    spec.update(G.verdict_argument_spec())
     return spec
 
 
@@ -391,7 +391,7 @@ def main() -> None:
     except (G.GateInputError, S.SqlRefused) as exc:
         module.fail_json(msg=str(exc))
     out = run(module, timeout_ms)
-    if not out["gate"]["passed"] and (not out["inconclusive"] or p["fail_on_inconclusive"]):
+    if G.fails_task(out, p["fail_on_inconclusive"]):
         module.fail_json(msg="sql_check gate failed: " + out["gate"]["reason"], **out)
     module.exit_json(changed=False, **out)
 
