@@ -57,6 +57,7 @@ options:
 extends_documentation_fragment:
   - gradual.rollout.redis
   - gradual.rollout.gate
+  - gradual.rollout.gate.verdict
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.

@@ -123,14 +123,8 @@ options:
         watch from now (for example at the start of a stage). No gate is judged.
     type: bool
     default: false
-  fail_on_inconclusive:
-    description:
-      - When there was nothing to judge, fail the task. This is the default because a gate that
-        cannot decide must not let a rollout go on.
-      - With V(false) the task succeeds and returns C(inconclusive=true) and C(gate.passed=false)
-        for the caller to decide.
-    type: bool
-    default: true
+extends_documentation_fragment:
+  - gradual.rollout.gate.verdict
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.

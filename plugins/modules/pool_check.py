@@ -81,6 +81,7 @@ extends_documentation_fragment:
   - community.postgresql.postgres
   - gradual.rollout.postgres
   - gradual.rollout.gate
+  - gradual.rollout.gate.verdict
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
