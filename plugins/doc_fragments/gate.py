@@ -1,6 +1,13 @@
 # Copyright: gradual.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Sampling options shared by the gate modules (pool_check, cache_check)."""
+"""Options shared by the gate modules, in two parts.
+
+- ``gradual.rollout.gate`` (DOCUMENTATION): the sampling options of the gates that observe over a
+  window (pool_check, cache_check).
+- ``gradual.rollout.gate.verdict`` (VERDICT): fail_on_inconclusive, which every gate module takes
+  (pool_check, cache_check, sql_check, log_check); its argument spec is
+  gates.verdict_argument_spec() and the rule gates.fails_task().
+"""
 from __future__ import annotations
 
 
@@ -21,16 +28,21 @@ options:
       - When omitted, M(gradual.rollout.pool_check) samples every V(5s) and
         M(gradual.rollout.cache_check) takes two samples, at the start and at the end.
     type: raw
-  fail_on_inconclusive:
-    description:
-      - When the window gave too little data to judge, fail the task. This is the default because
-        a gate that cannot decide must not let a rollout go on.
-      - With V(false) the task succeeds and returns C(inconclusive=true) and
-        C(gate.passed=false) for the caller to decide.
-    type: bool
-    default: true
 notes:
   - A gate only reads; it samples the live system even in check mode.
   - A failed threshold fails the task with a message naming the figure and the threshold; the
     result still carries every figure and the samples.
+"""
+
+    VERDICT = r"""
+options:
+  fail_on_inconclusive:
+    description:
+      - When there was too little to judge (the result is inconclusive; the module's description,
+        options and notes say when), fail the task. This is the default because a gate that cannot
+        decide must not let a rollout go on.
+      - With V(false) the task succeeds and returns C(inconclusive=true) and
+        C(gate.passed=false) for the caller to decide.
+    type: bool
+    default: true
 """

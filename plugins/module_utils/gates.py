@@ -1,10 +1,11 @@
 # Copyright: gradual.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Sampling and gate arithmetic shared by pool_check, cache_check and http_slo.
+"""Sampling and gate arithmetic shared by the gate modules (pool_check, cache_check, sql_check,
+log_check) and http_slo.
 
 Pure functions (no server, no Ansible): durations and sizes as an operator writes them, percentiles,
-a drift-free sampling loop, Redis hit rate from two INFO samples, PgBouncer pool figures, and the
-``gate`` dict every gate module returns.
+a drift-free sampling loop, Redis hit rate from two INFO samples, PgBouncer pool figures, the
+``gate`` dict every gate module returns, and whether that result fails the task.
 """
 from __future__ import annotations
 
@@ -191,6 +192,21 @@ def gate(failures: list, inconclusive: str | None = None) -> dict:
         return {"passed": False, "inconclusive": False, "reason": "; ".join(failures),
                 "failures": failures}
     return {"passed": True, "inconclusive": False, "reason": "all thresholds met", "failures": []}
+
+
+def verdict_argument_spec() -> dict:
+    """The argument spec of the verdict option every gate module takes (documented by the doc
+    fragment gradual.rollout.gate.verdict); a new dict on each call."""
+    return dict(fail_on_inconclusive=dict(type="bool", default=True))
+
+
+def fails_task(result: dict, fail_on_inconclusive: bool) -> bool:
+    """Whether a gate module fails its task on RESULT (its ``gate`` dict and ``inconclusive``).
+
+    A failed gate always does. An inconclusive one does only with FAIL_ON_INCONCLUSIVE (the
+    default): otherwise the task succeeds with ``inconclusive`` for the caller to decide.
+    """
+    return not result["gate"]["passed"] and (not result["inconclusive"] or fail_on_inconclusive)
 
 
 def json_equal(a, b) -> bool:

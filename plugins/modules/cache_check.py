@@ -57,6 +57,7 @@ options:
 extends_documentation_fragment:
   - gradual.rollout.redis
   - gradual.rollout.gate
+  - gradual.rollout.gate.verdict
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -224,12 +225,12 @@ def argument_spec() -> dict:
     spec = redis_argument_spec()
     spec.update(
         duration=dict(type="raw"), interval=dict(type="raw"),
-        fail_on_inconclusive=dict(type="bool", default=True),
         min_hit_rate=dict(type="float"), min_lookups=dict(type="int", default=1),
         max_used_memory=dict(type="raw"), max_evicted=dict(type="int"),
         key_pattern=dict(type="str", no_log=False), scan_count=dict(type="int", default=1000),
         min_key_count=dict(type="int"), max_key_count=dict(type="int"),
     )
+    spec.update(G.verdict_argument_spec())
     return spec
 
 
@@ -259,7 +260,7 @@ def main() -> None:
         client.close()
     out["gate"] = verdict(module, out, limits)
     out["inconclusive"] = out["gate"]["inconclusive"]
-    if not out["gate"]["passed"] and (not out["inconclusive"] or p["fail_on_inconclusive"]):
+    if G.fails_task(out, p["fail_on_inconclusive"]):
         module.fail_json(msg="cache_check gate failed: " + out["gate"]["reason"], **out)
     module.exit_json(changed=False, **out)
 

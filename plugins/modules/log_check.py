@@ -123,14 +123,8 @@ options:
         watch from now (for example at the start of a stage). No gate is judged.
     type: bool
     default: false
-  fail_on_inconclusive:
-    description:
-      - When there was nothing to judge, fail the task. This is the default because a gate that
-        cannot decide must not let a rollout go on.
-      - With V(false) the task succeeds and returns C(inconclusive=true) and C(gate.passed=false)
-        for the caller to decide.
-    type: bool
-    default: true
+extends_documentation_fragment:
+  - gradual.rollout.gate.verdict
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -284,7 +278,7 @@ def argument_spec() -> dict:
             min_count=dict(type="int", default=1))),
         max_bytes=dict(type="raw", default="64mb"),
         position_only=dict(type="bool", default=False),
-        fail_on_inconclusive=dict(type="bool", default=True),
+        **G.verdict_argument_spec(),
     )
 
 
@@ -365,7 +359,7 @@ def main() -> None:
         out["inconclusive"] = False
         module.exit_json(changed=False, **out)
     out["inconclusive"] = out["gate"]["inconclusive"]
-    if not out["gate"]["passed"] and (not out["inconclusive"] or p["fail_on_inconclusive"]):
+    if G.fails_task(out, p["fail_on_inconclusive"]):
         module.fail_json(msg="log_check gate failed: " + out["gate"]["reason"], **out)
     module.exit_json(changed=False, **out)
 

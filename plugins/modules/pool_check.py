@@ -81,6 +81,7 @@ extends_documentation_fragment:
   - community.postgresql.postgres
   - gradual.rollout.postgres
   - gradual.rollout.gate
+  - gradual.rollout.gate.verdict
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -390,10 +391,10 @@ def argument_spec() -> dict:
         timeout=dict(type="float", default=10.0), validate_certs=dict(type="bool", default=True),
         duration=dict(type="raw"), interval=dict(type="raw"),
         min_samples=dict(type="int", default=1),
-        fail_on_inconclusive=dict(type="bool", default=True),
         max_utilization=dict(type="float"), max_waiting=dict(type="int"),
         max_idle_in_transaction=dict(type="int"),
     )
+    spec.update(G.verdict_argument_spec())
     return spec
 
 
@@ -421,7 +422,7 @@ def main() -> None:
     out["inconclusive"] = out["gate"]["inconclusive"]
     out["samples"] = [dict({"t": s["t"]}, **s["value"]) if "value" in s else s for s in samples]
     out["source"] = p["source"]
-    if not out["gate"]["passed"] and (not out["inconclusive"] or p["fail_on_inconclusive"]):
+    if G.fails_task(out, p["fail_on_inconclusive"]):
         module.fail_json(msg="pool_check gate failed: " + out["gate"]["reason"], **out)
     module.exit_json(changed=False, **out)
 

@@ -86,18 +86,10 @@ options:
         see O(max_time_ms)).
     type: raw
     default: 5s
-  fail_on_inconclusive:
-    description:
-      - When there was nothing to judge (no row, NULL, a cancelled statement, a database that cannot
-        be reached), fail the task. This is the default because a gate that cannot decide must not
-        let a rollout go on.
-      - With V(false) the task succeeds and returns C(inconclusive=true) and C(gate.passed=false)
-        for the caller to decide.
-    type: bool
-    default: true
 extends_documentation_fragment:
   - community.postgresql.postgres
   - gradual.rollout.postgres
+  - gradual.rollout.gate.verdict
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -117,6 +109,9 @@ notes:
     C(pg_monitor)).
   - A failed threshold fails the task with a message naming the figure and the threshold; the
     result still carries every figure.
+  - The result is inconclusive, never a pass, when there was nothing to judge - no row, NULL, a
+    cancelled statement (unless O(max_time_ms) makes it a failure), a database that cannot be
+    reached - and then fails the task unless O(fail_on_inconclusive=false).
 author:
   - gradual.rollout contributors (@gradual-rollout)
 """
@@ -273,8 +268,8 @@ def argument_spec() -> dict:
         indexes=dict(type="list", elements="str"), schema=dict(type="str"),
         min_idx_scan=dict(type="int", default=1),
         statement_timeout=dict(type="raw", default="5s"),
-        fail_on_inconclusive=dict(type="bool", default=True),
     )
+    spec.update(G.verdict_argument_spec())
     return spec
 
 
@@ -391,7 +386,7 @@ def main() -> None:
     except (G.GateInputError, S.SqlRefused) as exc:
         module.fail_json(msg=str(exc))
     out = run(module, timeout_ms)
-    if not out["gate"]["passed"] and (not out["inconclusive"] or p["fail_on_inconclusive"]):
+    if G.fails_task(out, p["fail_on_inconclusive"]):
         module.fail_json(msg="sql_check gate failed: " + out["gate"]["reason"], **out)
     module.exit_json(changed=False, **out)
 

@@ -147,6 +147,28 @@ def test_gate_dict():
     assert unsure["reason"] == "inconclusive: 1 sample"
 
 
+@pytest.mark.parametrize("failures, inconclusive, fail_on_inconclusive, fails", [
+    ([], None, True, False),          # passed
+    ([], None, False, False),
+    (["x"], None, True, True),        # failed: always fails the task
+    (["x"], None, False, True),
+    ([], "1 sample", True, True),     # inconclusive: fails only with fail_on_inconclusive
+    ([], "1 sample", False, False),
+    (["x"], "1 sample", False, False),  # inconclusive wins over failures (gate() says so)
+])
+def test_fails_task(failures, inconclusive, fail_on_inconclusive, fails):
+    result = {"gate": G.gate(failures, inconclusive)}
+    result["inconclusive"] = result["gate"]["inconclusive"]
+    assert G.fails_task(result, fail_on_inconclusive) is fails
+
+
+def test_verdict_argument_spec_is_a_fresh_dict():
+    spec = G.verdict_argument_spec()
+    assert spec == {"fail_on_inconclusive": {"type": "bool", "default": True}}
+    spec["fail_on_inconclusive"]["default"] = False
+    assert G.verdict_argument_spec()["fail_on_inconclusive"]["default"] is True
+
+
 def test_json_equal_is_type_aware():
     assert G.json_equal(True, True)
     assert not G.json_equal(True, 1)
