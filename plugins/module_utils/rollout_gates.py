@@ -19,6 +19,7 @@ GATE_MODULES = {
     "pool_check": "gradual.rollout.pool_check",
     "cache_check": "gradual.rollout.cache_check",
     "sql_check": "gradual.rollout.sql_check",
+    "prometheus_check": "gradual.rollout.prometheus_check",
 }
 GATE_TYPES = tuple(GATE_MODULES)
 

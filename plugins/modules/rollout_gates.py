@@ -12,7 +12,7 @@ version_added: "0.1.0"
 description:
   - Runs on the controller (an action plugin; delegate the task to C(localhost)). Each gate of
     O(gates) is measured by its module (M(gradual.rollout.http_slo), M(gradual.rollout.pool_check),
-    M(gradual.rollout.cache_check), M(gradual.rollout.sql_check)), with the gate's bounded C(load)
+    M(gradual.rollout.cache_check), M(gradual.rollout.sql_check), M(gradual.rollout.prometheus_check)), with the gate's bounded C(load)
     running alongside when it has one; then the public path (O(public_url), or the health path on
     the first of O(public_hosts)) is probed, and must answer every request.
   - Every gate is measured and recorded before the verdict, so a failed gate's figures are kept. The

@@ -1,7 +1,8 @@
 """Real servers on loopback for the pytest integration tests.
 
-PostgreSQL, PgBouncer and Redis are started from Debian's packages into a temporary directory,
-each on a free port, and stopped at the end of the test session. Nothing here is a mock: the
+PostgreSQL, PgBouncer, Redis and Prometheus are started from Debian's packages into a temporary
+directory, each on a free port, and stopped at the end of the test session (Prometheus' binary is
+taken out of its .deb by tests/harness/promtool.sh, so no daemon is installed on this machine). Nothing here is a mock: the
 tests talk to the same server binaries that the roles install on real hosts.
 """
 from __future__ import annotations
@@ -216,6 +217,46 @@ class Redis:
         password = self.admin_password if user == "admin" else self.app_password
         return redis.Redis(host="127.0.0.1", port=self.port, username=user, password=password,
                            decode_responses=True)
+
+
+@dataclass
+class Prometheus:
+    """Prometheus scraping one target every second, its web endpoints behind basic auth (a web
+    config file with a bcrypt hash, as roles/monitoring sets it up on real hosts)."""
+
+    base: Path
+    target: str                      # host:port of the /metrics to scrape
+    port: int = field(default_factory=free_port)
+    user: str = "gate"
+    password: str = "gr-test-prometheus"
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return "http://127.0.0.1:%d" % self.port
+
+    def start(self) -> "Prometheus":
+        from passlib.hash import bcrypt  # imported here so unit tests need no passlib
+        fetch = subprocess.run([str(Path(__file__).resolve().parent / "promtool.sh"), "prometheus"],
+                               capture_output=True, text=True, check=False)
+        if fetch.returncode != 0:
+            raise ServiceError("no prometheus binary: %s" % fetch.stderr.strip())
+        binary = fetch.stdout.strip().splitlines()[-1]
+        (self.base / "prometheus.yml").write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            "scrape_configs:\n"
+            f"  - job_name: target\n    static_configs: [{{targets: ['{self.target}']}}]\n")
+        (self.base / "web.yml").write_text(
+            "basic_auth_users:\n  %s: '%s'\n" % (self.user, bcrypt.using(rounds=4).hash(self.password)))
+        self.proc = subprocess.Popen(
+            [binary, "--config.file=%s" % (self.base / "prometheus.yml"), "--web.config.file=%s" % (self.base / "web.yml"),
+             "--storage.tsdb.path=%s" % (self.base / "data"), "--web.listen-address=127.0.0.1:%d" % self.port],
+            stdout=subprocess.DEVNULL, stderr=open(self.base / "log", "wb"))
+        wait_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        terminate(self.proc)
 
 
 def tempbase(prefix: str) -> Path:

@@ -1,0 +1,96 @@
+"""prometheus_check's judgement, fed the answers of Prometheus' HTTP API (/api/v1/query) as its
+documentation shapes them: vectors, scalars, NaN, infinities, a range vector, an error."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.gradual.rollout.plugins.module_utils import prometheus_gate as P
+
+
+def vector(*series):
+    return {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": labels, "value": [1733500000.123, value]} for labels, value in series]}}
+
+
+def answered(*series):
+    """The series of a vector answer, which must be judgeable."""
+    out, refused = P.read_answer(vector(*series))
+    assert refused is None
+    return out
+
+
+def test_series_are_named_by_metric_and_sorted_labels_and_sorted_by_name():
+    series, refused = P.read_answer(vector(({"job": "app", "instance": "b:3000", "__name__": "up"}, "1"),
+                                           ({"job": "app", "instance": "a:3000", "__name__": "up"}, "0")))
+    assert refused is None
+    assert [s["series"] for s in series] == ['up{instance="a:3000",job="app"}', 'up{instance="b:3000",job="app"}']
+    assert [s["value"] for s in series] == [0.0, 1.0]
+
+
+def test_a_scalar_answer_is_one_series():
+    series, refused = P.read_answer({"status": "success", "data": {"resultType": "scalar", "result": [1.0, "0.25"]}})
+    assert refused is None and series == [{"series": "scalar", "labels": {}, "value": 0.25}]
+
+
+@pytest.mark.parametrize("answer, words", [
+    ({"status": "success", "data": {"resultType": "matrix", "result": []}}, "range vector"),
+    ({"status": "success", "data": {"resultType": "string", "result": [1.0, "x"]}}, "a string, not a number"),
+    ({"status": "error", "errorType": "bad_data", "error": "1:5: parse error: unexpected <EOF>"},
+     "Prometheus refused the query (bad_data): 1:5: parse error"),
+])
+def test_answers_that_cannot_be_judged_are_refused_with_the_reason(answer, words):
+    series, refused = P.read_answer(answer)
+    assert series == [] and words in refused
+
+
+def test_every_series_is_held_to_both_thresholds_and_named():
+    series = answered(({"route": "/a"}, "3.4"), ({"route": "/b"}, "0.5"), ({"route": "/c"}, "1"))
+    failures, why = P.judge(series, min_value=0.8, max_value=3)
+    assert why is None
+    assert failures == ['value of {route="/a"} 3.4 exceeds max_value 3', 'value of {route="/b"} 0.5 is below min_value 0.8']
+
+
+def test_within_the_thresholds_passes():
+    series = answered(({"route": "/a"}, "2.99"),)
+    assert P.judge(series, max_value=3) == ([], None)
+
+
+def test_no_series_is_inconclusive_unless_min_series_allows_it():
+    failures, why = P.judge([], max_value=3)
+    assert failures == [] and "returned 0 series, min_series is 1" in why
+    assert P.judge([], max_value=3, min_series=0) == ([], None)
+
+
+def test_max_series_fails_naming_the_series():
+    series = answered(({"__name__": "up", "job": "redis"}, "0"),)
+    failures, why = P.judge(series, min_series=0, max_series=0)
+    assert why is None and failures == ['1 series, more than max_series 0: up{job="redis"}']
+
+
+def test_nan_is_inconclusive_but_a_failed_threshold_still_wins():
+    series = answered(({"route": "/a"}, "NaN"),)
+    failures, why = P.judge(series, max_value=0.05)
+    assert failures == [] and why.startswith("NaN") and 'route="/a"' in why
+    series = answered(({"route": "/a"}, "NaN"), ({"route": "/b"}, "0.2"))
+    failures, why = P.judge(series, max_value=0.05)
+    assert why is None and failures == ['value of {route="/b"} 0.2 exceeds max_value 0.05']
+
+
+def test_infinities_are_judged_and_kept_as_json_strings():
+    series = answered(({"le": "x"}, "+Inf"), ({"le": "y"}, "-Inf"))
+    failures, why = P.judge(series, min_value=0, max_value=3)
+    assert len(failures) == 2 and why is None
+    figures = P.figures(series)
+    assert figures["max"] == "+Inf" and figures["min"] == "-Inf"
+    assert [s["value"] for s in figures["series"]] == ["+Inf", "-Inf"]
+    json.dumps(figures, allow_nan=False)  # the rollout state keeps figures as jsonb
+
+
+def test_figures_give_the_single_value_and_the_extremes():
+    series = answered(({"a": "1"}, "2"), ({"a": "2"}, "5"))
+    assert {k: v for k, v in P.figures(series).items() if k != "series"} == {
+        "series_count": 2, "min": 2.0, "max": 5.0, "value": None}
+    one = answered(({}, "7"),)
+    assert P.figures(one)["value"] == 7.0 and one[0]["series"] == "{}"
