@@ -67,10 +67,12 @@ def receivers():
         h.run(f"systemctl stop {UNIT}; rm -f {POSTS}")
         h.check_output(f"echo {script} | base64 -d > /root/sentry_receiver.py")
         h.check_output(f"systemd-run --unit={UNIT} --collect python3 /root/sentry_receiver.py {PORT} {POSTS}")
+    probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {PORT}), 1)\""
     for h in hosts:
-        for _ in range(50):
-            if h.run(f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {PORT}), 1)\"").rc == 0:
-                break
+        deadline = time.monotonic() + 10
+        while h.run(probe).rc != 0:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the Sentry receiver on {h.backend.get_hostname()} did not listen within 10 s")
             time.sleep(0.2)
     yield hosts
     for h in hosts:
