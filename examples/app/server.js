@@ -9,6 +9,15 @@
 //   GET /api/standings/:id   standings of a league from PostgreSQL, Redis-cached when
 //                            USE_REDIS_CACHE and CACHE_STANDINGS are true; reply has `fromCache`
 //   GET /api/flags           effective flags and limits, and where each value came from
+//   GET /metrics             Prometheus exposition (prom-client): request duration per route pattern
+//                            and status, the pg pool read at scrape time, cache hits and misses, and
+//                            the database queries per request and their duration (the query count
+//                            seed 003 reads from logs), plus prom-client's process metrics. Under PM2
+//                            cluster mode each scrape is answered by one worker: its own figures
+//
+// Errors: with SENTRY_DSN set, errors of a request (answered 500) and uncaught exceptions are sent
+// to Sentry (@sentry/core with a node:http transport, see initSentry); unset, the SDK is not even
+// loaded and nothing is sent.
 //
 // Flags and limits come from the environment (app.env + flags.env, loaded by PM2's ecosystem file
 // or systemd's EnvironmentFile=) and from the `feature_flags` table (name text, value jsonb) when
@@ -25,8 +34,10 @@
 const fs = require('fs');
 const http = require('http');
 const path = require('path');
+const { AsyncLocalStorage } = require('async_hooks');
 const { Pool } = require('pg');
 const { createClient } = require('redis');
+const promClient = require('prom-client');
 
 const env = process.env;
 const intEnv = (name, dflt) => {
@@ -54,6 +65,133 @@ try {
 
 const log = (level, msg, extra = {}) =>
   console.log(JSON.stringify({ ts: new Date().toISOString(), level, pid: process.pid, version: VERSION, msg, ...extra }));
+
+// Error reporting with @sentry/core, the official SDK's platform-neutral core (2 packages, no
+// OpenTelemetry, no module loader hooks; @sentry/node adds about 20 packages and 60+ MB for tracing
+// this app does not use). What the Node SDK would add and this app needs is here: a client that
+// turns errors into events, a V8 stack line parser and a transport on node:http/https.
+// Called only when SENTRY_DSN is set; throws on a malformed DSN (the caller logs that, never the DSN).
+function initSentry({ dsn, release, environment }) {
+  const Sentry = require('@sentry/core'); // eslint-disable-line global-require
+  const https = require('https'); // eslint-disable-line global-require
+  // "    at fn (/srv/app/current/server.js:10:5)" or "    at /srv/app/current/server.js:10:5"
+  const V8_FRAME = /^\s*at (?:(.+?) \()?(.+?):(\d+):(\d+)\)?\s*$/;
+  const nodeLineParser = [90, (line) => {
+    const m = V8_FRAME.exec(line);
+    if (!m) return undefined;
+    const filename = m[2].startsWith('file://') ? m[2].slice(7) : m[2];
+    return {
+      function: m[1] || '?',
+      filename,
+      lineno: Number(m[3]),
+      colno: Number(m[4]),
+      in_app: !filename.startsWith('node:') && !filename.includes('/node_modules/'),
+    };
+  }];
+  const stackParser = Sentry.createStackParser(nodeLineParser);
+
+  class AppClient extends Sentry.Client {
+    eventFromException(exception, hint) {
+      return Sentry.resolvedSyncPromise(Sentry.eventFromUnknownInput(this, stackParser, exception, hint));
+    }
+
+    eventFromMessage(message, level = 'info', hint) {
+      return Sentry.resolvedSyncPromise(
+        Sentry.eventFromMessage(stackParser, message, level, hint, this.getOptions().attachStacktrace));
+    }
+  }
+
+  // POST each envelope to the DSN's ingest URL; the rate-limit headers go back to the core.
+  function makeNodeTransport(options) {
+    return Sentry.createTransport(options, (request) => new Promise((resolve, reject) => {
+      const url = new URL(options.url);
+      const client = url.protocol === 'https:' ? https : http;
+      const req = client.request(url, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/x-sentry-envelope', ...(options.headers || {}) },
+        timeout: 5000,
+      }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({
+          statusCode: res.statusCode,
+          headers: {
+            'retry-after': res.headers['retry-after'] ?? null,
+            'x-sentry-rate-limits': res.headers['x-sentry-rate-limits'] ?? null,
+          },
+        }));
+      });
+      req.on('timeout', () => req.destroy(new Error('Sentry request timed out')));
+      req.on('error', reject);
+      req.end(request.body);
+    }));
+  }
+
+  if (!Sentry.makeDsn(dsn)) throw new Error('not a DSN (https://<key>@<host>/<project>)');
+  Sentry.initAndBind(AppClient, {
+    dsn,
+    release,
+    environment,
+    transport: makeNodeTransport,
+    stackParser,
+    integrations: [Sentry.dedupeIntegration(), Sentry.linkedErrorsIntegration(), Sentry.functionToStringIntegration()],
+    sendDefaultPii: false,
+  });
+  return {
+    capture: (err, context = {}) => Sentry.withScope((scope) => {
+      scope.setTags(context);
+      Sentry.captureException(err);
+    }),
+    flush: (ms) => Sentry.flush(ms),
+  };
+}
+
+// ---- errors -----------------------------------------------------------------------------------
+// Loaded only when SENTRY_DSN is set: unset, the app neither loads the SDK nor sends anything.
+let sentry = null;
+if (env.SENTRY_DSN) {
+  try {
+    sentry = initSentry({ dsn: env.SENTRY_DSN, release: VERSION, environment: env.SENTRY_ENVIRONMENT || env.NODE_ENV || 'production' });
+    log('info', 'error reporting to Sentry enabled');
+  } catch (err) {
+    log('warn', 'error reporting disabled: SENTRY_DSN refused', { error: err.message }); // never the DSN itself
+  }
+}
+const reportError = (err, context) => { if (sentry) sentry.capture(err, context); };
+
+// ---- metrics ----------------------------------------------------------------------------------
+// Bounded label values only: the route is the matched pattern (/api/standings/:id, never the raw
+// URL), unknown paths are `unmatched`. Buckets include 3 s, the seeds' response-time threshold.
+const metrics = new promClient.Registry();
+promClient.collectDefaultMetrics({ register: metrics });
+const httpDuration = new promClient.Histogram({
+  name: 'http_request_duration_seconds',
+  help: 'HTTP request duration by route pattern and status code',
+  labelNames: ['route', 'status_code'],
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10],
+  registers: [metrics],
+});
+const cacheHits = new promClient.Counter({
+  name: 'app_cache_hits_total', help: 'Redis cache reads that found the key', labelNames: ['cache'], registers: [metrics],
+});
+const cacheMisses = new promClient.Counter({
+  name: 'app_cache_misses_total', help: 'Redis cache reads that did not (absent key or failed read)', labelNames: ['cache'], registers: [metrics],
+});
+const queriesPerRequest = new promClient.Histogram({
+  name: 'app_db_queries_per_request',
+  help: 'Database queries issued while serving one request, by route pattern',
+  labelNames: ['route'],
+  buckets: [0, 1, 2, 3, 5, 10, 20, 50, 100],
+  registers: [metrics],
+});
+const queryDuration = new promClient.Histogram({
+  name: 'app_db_query_duration_seconds',
+  help: 'Database query duration by route pattern (flag_refresh: the periodic feature_flags read)',
+  labelNames: ['route'],
+  buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  registers: [metrics],
+});
+// Per-request context (route pattern and query count) that db() reads without threading it through.
+const requestContext = new AsyncLocalStorage();
 
 // ---- flags ------------------------------------------------------------------------------------
 const FLAG_DEFS = {
@@ -117,6 +255,29 @@ const pool = new Pool({
 });
 pool.on('error', (err) => log('warn', 'idle pg client error', { error: err.message }));
 
+// The pool's figures, read at scrape time (names as gradual.rollout.monitoring's rules expect them).
+for (const [name, help, read] of [
+  ['pg_pool_total', 'Connections the pg pool holds (idle and in use)', () => pool.totalCount],
+  ['pg_pool_idle', 'Idle connections of the pg pool', () => pool.idleCount],
+  ['pg_pool_waiting', 'Queries waiting for a pg pool connection', () => pool.waitingCount],
+  ['pg_pool_max', 'Maximum size of the pg pool (DB_POOL_MAX)', () => POOL_MAX],
+]) {
+  // eslint-disable-next-line no-new
+  new promClient.Gauge({ name, help, registers: [metrics], collect() { this.set(read()); } });
+}
+
+// Every query of the app goes through db(): counted for the current request and timed.
+async function db(text, params) {
+  const ctx = requestContext.getStore();
+  if (ctx) ctx.queries += 1;
+  const end = queryDuration.startTimer({ route: ctx ? ctx.route : 'none' });
+  try {
+    return await pool.query(text, params);
+  } finally {
+    end();
+  }
+}
+
 let redis = null;
 if (env.REDIS_HOST || env.REDIS_URL) {
   const opts = {
@@ -143,7 +304,7 @@ async function refreshTableFlags() {
     return;
   }
   try {
-    const res = await pool.query(`SELECT name, value FROM ${FLAGS_TABLE}`);
+    const res = await requestContext.run({ route: 'flag_refresh', queries: 0 }, () => db(`SELECT name, value FROM ${FLAGS_TABLE}`));
     const next = {};
     for (const row of res.rows) next[row.name] = row.value;
     tableFlags = next;
@@ -172,7 +333,7 @@ async function health(req, res) {
   let ok = true;
   let cacheOk = true;
   try {
-    await withTimeout(pool.query('SELECT 1'), 2000, 'database');
+    await withTimeout(db('SELECT 1'), 2000, 'database');
     checks.db = 'ok';
   } catch (err) { ok = false; checks.db = err.message; }
   if (redis) {
@@ -209,12 +370,17 @@ async function standings(req, res, id) {
     try {
       const hit = await redis.get(key);
       if (hit) {
+        cacheHits.inc({ cache: 'standings' });
         send(res, 200, { ...JSON.parse(hit), fromCache: true });
         return;
       }
-    } catch (err) { log('warn', 'cache read failed', { key, error: err.message }); }
+      cacheMisses.inc({ cache: 'standings' });
+    } catch (err) {
+      cacheMisses.inc({ cache: 'standings' });
+      log('warn', 'cache read failed', { key, error: err.message });
+    }
   }
-  const result = await pool.query(
+  const result = await db(
     `SELECT team_id, team_name, position, played, won, drawn, lost, goals_for, goals_against, points
        FROM standings WHERE league_id = $1 ORDER BY position`, [leagueId]);
   if (result.rowCount === 0) {
@@ -233,25 +399,56 @@ function flags(req, res) {
   send(res, 200, { precedence: FLAG_PRECEDENCE, table: flagsTableState, flags: effectiveFlags() });
 }
 
-async function route(req, res) {
-  const url = new URL(req.url, 'http://localhost');
+async function metricsHandler(req, res) {
+  const data = await metrics.metrics();
+  res.writeHead(200, { 'Content-Type': metrics.contentType, 'Cache-Control': 'no-store', ...(shuttingDown ? { Connection: 'close' } : {}) });
+  res.end(data);
+}
+
+// [pattern, regex, handler(req, res, match)]: the pattern is the `route` label of the metrics.
+const ROUTES = [
+  ['/health', /^\/health$/, health],
+  ['/health/pool', /^\/health\/pool$/, poolStats],
+  ['/api/flags', /^\/api\/flags$/, flags],
+  ['/metrics', /^\/metrics$/, metricsHandler],
+  ['/api/standings/:id', /^\/api\/standings\/([^/]+)$/, (req, res, m) => standings(req, res, decodeURIComponent(m[1]))],
+];
+
+function matchRoute(pathname) {
+  for (const [pattern, re, handler] of ROUTES) {
+    const m = pathname.match(re);
+    if (m) return { pattern, handler, m };
+  }
+  return { pattern: 'unmatched', handler: null, m: null };
+}
+
+async function route(req, res, matched) {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     send(res, 405, { error: `method ${req.method} not allowed` });
     return;
   }
-  if (url.pathname === '/health') return health(req, res);
-  if (url.pathname === '/health/pool') return poolStats(req, res);
-  if (url.pathname === '/api/flags') return flags(req, res);
-  const m = url.pathname.match(/^\/api\/standings\/([^/]+)$/);
-  if (m) return standings(req, res, decodeURIComponent(m[1]));
-  send(res, 404, { error: `no route for ${url.pathname}` });
+  if (matched.handler) return matched.handler(req, res, matched.m);
+  send(res, 404, { error: `no route for ${new URL(req.url, 'http://localhost').pathname}` });
 }
 
 // ---- lifecycle --------------------------------------------------------------------------------
 let shuttingDown = false;
 const server = http.createServer((req, res) => {
-  route(req, res).catch((err) => {
+  let matched;
+  try {
+    matched = matchRoute(new URL(req.url, 'http://localhost').pathname);
+  } catch (err) { // a malformed request target
+    matched = { pattern: 'unmatched', handler: null, m: null };
+  }
+  const ctx = { route: matched.pattern, queries: 0 };
+  const end = httpDuration.startTimer({ route: matched.pattern });
+  res.on('finish', () => {
+    end({ status_code: res.statusCode });
+    if (matched.pattern !== '/metrics') queriesPerRequest.observe({ route: matched.pattern }, ctx.queries);
+  });
+  requestContext.run(ctx, () => route(req, res, matched)).catch((err) => {
     log('error', 'request failed', { url: req.url, error: err.message });
+    reportError(err, { route: matched.pattern, method: req.method });
     if (!res.headersSent) send(res, 500, { error: 'internal error' });
   });
 });
@@ -260,7 +457,8 @@ server.keepAliveTimeout = intEnv('HTTP_KEEPALIVE_TIMEOUT_MS', 65000); // longer 
 async function closeClients() {
   let redisClose = Promise.resolve();
   if (redis && redis.isOpen) redisClose = redis.isReady ? redis.quit() : redis.disconnect();
-  await Promise.allSettled([withTimeout(pool.end(), 3000, 'pg pool end'), withTimeout(redisClose, 2000, 'redis quit')]);
+  await Promise.allSettled([withTimeout(pool.end(), 3000, 'pg pool end'), withTimeout(redisClose, 2000, 'redis quit'),
+    ...(sentry ? [sentry.flush(2000)] : [])]);
 }
 
 function shutdown(reason) {
@@ -284,6 +482,15 @@ function shutdown(reason) {
 process.on('SIGINT', () => shutdown('SIGINT'));
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 process.on('message', (msg) => { if (msg === 'shutdown') shutdown('pm2 shutdown message'); });
+if (sentry) {
+  // Only with Sentry on: report, wait for the send (bounded), then crash as Node would have.
+  // Unhandled rejections arrive here too (origin unhandledRejection: Node's default mode, throw).
+  process.on('uncaughtException', (err, origin) => {
+    log('error', 'uncaught exception', { origin, error: err && err.message });
+    reportError(err, { origin });
+    sentry.flush(2000).finally(() => process.exit(1));
+  });
+}
 
 let flagTimer = null;
 (async () => {

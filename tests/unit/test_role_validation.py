@@ -31,6 +31,7 @@ PLAYBOOK_BIN = shutil.which("ansible-playbook",
 TRIPWIRE = "/nonexistent/gradual-rollout-tripwire/python"
 SPEC_TASK = "Validating arguments against arg spec"
 SPEC, ASSERT = "spec", "assert"
+SENTRY_SECRET = "sentry-secret-0f3a9c-not-a-dsn"
 
 # Variables every host of a role needs to get as far as validation, and a set of good values that
 # are not the defaults (other units, other choices) and must pass.
@@ -51,7 +52,8 @@ ROLES = {
                "nginx_tls_protocols": ["TLSv1.3"], "nginx_proxy_read_timeout": "500ms", "nginx_worker_processes": 4,
                "nginx_upstream_servers": [{"name": "app1", "address": "127.0.0.1:3000", "weight": 2, "fail_timeout": "1m"}]}),
     "app": ({"app_db_password": "secret", "app_name": "my-api", "app_db_name": "my_api", "app_db_user": "my_api_app"},
-            {"app_pm2_instances": "max", "app_port": 8080, "app_manager": "systemd", "app_pm2_listen_timeout": 8000}),
+            {"app_pm2_instances": "max", "app_port": 8080, "app_manager": "systemd", "app_pm2_listen_timeout": 8000,
+             "app_sentry_dsn": "https://0123456789abcdef@o1.ingest.sentry.example/42"}),
     "service_dropin": ({"service_dropin_unit": "redis-server.service"},
                        {"service_dropin_restart_sec": 0, "service_dropin_restart": "always"}),
     "migrate": ({"migrate_src": "/srv/app/migrations"},
@@ -114,6 +116,9 @@ CASES = [
     ("app", "duration", {"app_pm2_kill_timeout": 0}, ASSERT, "app_pm2_kill_timeout=0: expected milliseconds"),
     ("app", "enum", {"app_manager": "docker"}, SPEC, "app_manager must be one of"),
     ("app", "workers", {"app_pm2_instances": "lots"}, ASSERT, "app_pm2_instances=lots: expected max"),
+    # A secret: named, never shown (test_secrets_never_in_output).
+    ("app", "sentry_dsn", {"app_sentry_dsn": SENTRY_SECRET}, ASSERT,
+     "app_sentry_dsn=(set): expected a DSN like https://<key>@<host>/<project>, or empty for none"),
     ("service_dropin", "duration", {"service_dropin_restart_sec": 7200}, ASSERT,
      "service_dropin_restart_sec=7200: expected seconds, 0 to 3600"),
     ("service_dropin", "enum", {"service_dropin_restart": "sometimes"}, SPEC, "service_dropin_restart must be one of"),
@@ -262,3 +267,9 @@ def test_reported_command_line_fails_in_validation(runs):
     """Issue #20's report: ``-i localhost, -c local --check -e redis_maxmemory=lots``."""
     _check_refused(runs["cli"], "redis", "localhost", ASSERT,
                    "redis_maxmemory=lots: expected a size like 256mb, 2gb or 0 (no limit)")
+
+
+def test_secrets_never_in_output(runs):
+    """A refused secret is named in the failure, its value appears nowhere in the runs' output."""
+    for name, report in runs.items():
+        assert SENTRY_SECRET not in json.dumps(report), name
