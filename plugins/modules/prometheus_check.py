@@ -79,15 +79,8 @@ options:
     description:
       - PEM file of the CA that signed Prometheus' certificate, when it is not in the system's store.
     type: path
-  fail_on_inconclusive:
-    description:
-      - When there was nothing to judge (no series, NaN, Prometheus unreachable or refusing the
-        credentials), fail the task. This is the default because a gate that cannot decide must
-        not let a rollout go on.
-      - With V(false) the task succeeds and returns C(inconclusive=true) and C(gate.passed=false)
-        for the caller to decide.
-    type: bool
-    default: true
+extends_documentation_fragment:
+  - gradual.rollout.gate.verdict
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -97,6 +90,8 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 notes:
+  - Inconclusive here means no series (fewer than O(min_series)), a NaN value, Prometheus that
+    cannot be reached or answers 5xx, or credentials it refuses.
   - Prometheus' answer is only as fresh as its last scrape and rule evaluation; a gate right after
     a change should use a window that starts after the change (a C(rate) over C([2m]) two minutes
     after it) or wait a scrape interval first.
@@ -214,7 +209,7 @@ def argument_spec() -> dict:
         force_basic_auth=dict(type="bool", default=True),
         validate_certs=dict(type="bool", default=True),
         ca_path=dict(type="path"),
-        fail_on_inconclusive=dict(type="bool", default=True),
+        **G.verdict_argument_spec()
     )
 
 
@@ -301,7 +296,7 @@ def main() -> None:
     except G.GateInputError as exc:
         module.fail_json(msg=str(exc))
     out = run(module, endpoint)
-    if not out["gate"]["passed"] and (not out["inconclusive"] or p["fail_on_inconclusive"]):
+    if G.fails_task(out, p["fail_on_inconclusive"]):
         module.fail_json(msg="prometheus_check gate failed: " + out["gate"]["reason"], **out)
     module.exit_json(changed=False, **out)
 
