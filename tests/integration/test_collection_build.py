@@ -56,7 +56,9 @@ def dirty_tarball(plain_clone, tmp_path_factory):
     for line in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
             name = line.strip().rstrip("/").replace("*", "x")
-            dirt.append(name + "/x" if line.strip().endswith("/") else name)
+            # a folder pattern, or a name that is a folder of the dirt above (.venv): a file inside it
+            folder = line.strip().endswith("/") or any(d.startswith(name + "/") for d in dirt)
+            dirt.append(name + "/x" if folder else name)
     for name in dirt:
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_text("not for the tarball\n")
