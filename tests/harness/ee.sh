@@ -86,7 +86,8 @@ if ! ansible-builder "${args[@]}" >"$log" 2>&1; then
 fi
 docker tag "$TAG" "$EE_IMAGE:latest"
 # Older builds: each holds its own final-stage layers (hundreds of MB); keep only this one.
-docker images "$EE_IMAGE" --format '{{.Tag}}' | grep -vxE "latest|$HASH" | while read -r old; do
+# (grep finds none on a machine's first build: not a failure under pipefail)
+docker images "$EE_IMAGE" --format '{{.Tag}}' | { grep -vxE "latest|$HASH" || true; } | while read -r old; do
   docker rmi "$EE_IMAGE:$old" >/dev/null 2>&1 || true
 done
 size=$(docker image inspect -f '{{.Size}}' "$TAG")
