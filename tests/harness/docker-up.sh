@@ -22,7 +22,9 @@ done
 
 log="$GR_STATE/dockerd.log"
 say "starting dockerd (log: $log)"
-nohup dockerd >"$log" 2>&1 &
+# In a session of its own: Ansible ends a task by killing its worker's process group (make demo
+# runs as a molecule create task), and a daemon in that group died with it.
+setsid nohup dockerd >"$log" 2>&1 </dev/null &
 printf '%s %s\n' "$!" "${GR_OWNER:-manual}" > "$GR_STATE/dockerd.pid"
 for _ in $(seq 1 60); do
   docker info >/dev/null 2>&1 && exit 0
