@@ -2,8 +2,9 @@
 
 PostgreSQL, PgBouncer, Redis and Prometheus are started from Debian's packages into a temporary
 directory, each on a free port, and stopped at the end of the test session (Prometheus' binary is
-taken out of its .deb by tests/harness/promtool.sh, so no daemon is installed on this machine). Nothing here is a mock: the
-tests talk to the same server binaries that the roles install on real hosts.
+taken out of its .deb by tests/harness/promtool.sh, so no daemon is installed on this machine).
+Nothing here is a mock: the tests talk to the same server binaries that the roles install on real
+hosts.
 """
 from __future__ import annotations
 
