@@ -24,6 +24,7 @@ from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates impo
     record_from_result,
     resolve_args,
     verdict,
+    watch_outcome,
 )
 
 ARGUMENT_SPEC = dict(
@@ -101,8 +102,9 @@ class ActionModule(ActionBase):
             records.append(record_from_result(PUBLIC_PATH, "http_slo", probe, keep=PUBLIC_PATH_FIELDS))
 
         passed, message = verdict(args["stage"], records)
-        out = dict(changed=False, passed=passed, msg=message, target=target,
-                   gates={r.name: r.as_dict() for r in records})
+        watch_verdict, watch_reason = watch_outcome(records)
+        out = dict(changed=False, passed=passed, msg=message, target=target, verdict=watch_verdict,
+                   verdict_reason=watch_reason, gates={r.name: r.as_dict() for r in records})
         if not passed:
             out["failed"] = True
         return out

@@ -42,8 +42,8 @@ class ActionModule(ActionBase):
         _validation, args = self.validate_argument_spec(argument_spec=argument_spec())
         plan = args["plan"]
         name = plan_name(plan)
-        rows = call_state(self, task_vars, login_args(self._task.args), operation="read", plan=name).get("rows") or []
-        report = build_report(plan, rows)
+        state = call_state(self, task_vars, login_args(self._task.args), operation="read", plan=name)
+        report = build_report(plan, state.get("rows") or [], watches=state.get("watches") or [])
         markdown = render_markdown(report)
         out = dict(changed=False, report=report, markdown=markdown, files=[])
         if args["outcome"]:

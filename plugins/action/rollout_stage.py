@@ -13,6 +13,7 @@ from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan impor
     host_chunks,
     next_stage,
     plan_problems,
+    stage_in_bake,
     status_table,
 )
 from ansible_collections.gradual.rollout.plugins.plugin_utils.rollout_action import (
@@ -24,7 +25,7 @@ from ansible_collections.gradual.rollout.plugins.plugin_utils.rollout_action imp
     write_json,
 )
 
-ACTIONS = ("run", "status", "report", "reset")
+ACTIONS = ("run", "status", "report", "reset", "watch")
 
 
 def argument_spec() -> dict:
@@ -65,7 +66,8 @@ class ActionModule(ActionBase):
             return finish("invalid", "The rollout plan is invalid, nothing was changed: %s" % " | ".join(problems),
                           {}, failed=True)
         login = login_args(self._task.args)
-        rows = call_state(self, task_vars, login, operation="read", plan=name).get("rows") or []
+        state = call_state(self, task_vars, login, operation="read", plan=name)
+        rows = state.get("rows") or []
         base = dict(action=args["action"], stage=None, run_id=None, changed=False)
 
         if args["action"] in ("status", "report"):
@@ -75,9 +77,12 @@ class ActionModule(ActionBase):
             base.update(changed=reset.get("changed", False), removed=reset.get("removed", []))
             return finish("reset", "forgot %d state row(s) of plan %s" % (len(reset.get("removed") or []), name), base)
 
+        if args["action"] == "watch":
+            return self._watch(plan, rows, base, finish)
         try:
             choice = next_stage(plan, rows, requested=args["stage"] or None, ignore_bake=args["ignore_bake"],
-                                bake_scale=args["bake_scale"], rerun_passed=args["rerun_passed"])
+                                bake_scale=args["bake_scale"], rerun_passed=args["rerun_passed"],
+                                watches=state.get("watches") or [])
         except (KeyError, TypeError, ValueError) as exc:
             raise AnsibleActionFail("cannot choose the stage of plan %s: %s" % (name, exc)) from exc
         if choice["done"]:
@@ -105,3 +110,22 @@ class ActionModule(ActionBase):
         if started.get("rollout_event"):
             base["rollout_event"] = started["rollout_event"]
         return finish("started", choice["reason"], base, stage["name"])
+
+    @staticmethod
+    def _watch(plan: dict, rows: list, base: dict, finish) -> dict:
+        """The watch of the stage in bake: its passed run, gates and snapshot (the rollback's)."""
+        bake = stage_in_bake(plan, rows)
+        stage = bake["stage"]
+        if bake["refuse"]:
+            return finish("refused", bake["reason"], base, failed=True)
+        if stage is None:
+            return finish("nothing", bake["reason"], base)
+        row = bake["row"]
+        figures = row.get("figures") or {}
+        hosts = row.get("hosts_done") or []
+        base.update(stage=stage, run_id=row["id"], stop=True, flags=(stage.get("actions") or {}).get("flags") or {},
+                    snapshot=figures.get("_snapshot") or {},
+                    watch=dict(run_id=row["id"], gates=stage["watch"]["gates"],
+                               max_age_hours=stage["watch"].get("max_age_hours", 6),
+                               target=hosts[-1] if hosts else None))
+        return finish("watching", bake["reason"], base, stage["name"])

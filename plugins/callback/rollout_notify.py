@@ -10,7 +10,7 @@ short_description: Stage start, pass and rollback summaries to a webhook and an 
 version_added: "0.1.0"
 description:
   - Watches the results of C(gradual.rollout.rollout_state). Every write it makes (a stage
-    started or resumed, a batch done, a stage passed, failed or rolled back) becomes one event.
+    started or resumed, a batch done, a stage passed, failed or rolled back, a watch and its verdict) becomes one event.
   - Each event is appended as one JSON line to O(audit_file) and posted as a Slack-compatible
     message (a JSON object with C(text) and C(attachments)) to O(webhook_url).
   - A webhook that does not answer never fails the play; the failure is shown as a warning and
@@ -66,8 +66,9 @@ from ansible.module_utils.urls import ConnectionError as UrlConnectionError, ope
 from ansible.plugins.callback import CallbackBase
 
 ICONS = {"start": ":rocket:", "resume": ":arrows_counterclockwise:", "batch": ":small_blue_diamond:",
-         "passed": ":white_check_mark:", "failed": ":x:", "rolled_back": ":rewind:"}
+         "passed": ":white_check_mark:", "failed": ":x:", "rolled_back": ":rewind:", "watch": ":eyes:"}
 COLORS = {"passed": "good", "failed": "danger", "rolled_back": "danger"}
+WATCH_COLORS = {"passed": "good", "failed": "danger", "inconclusive": "warning"}
 
 
 def summary(event: dict) -> str:
@@ -86,6 +87,13 @@ def summary(event: dict) -> str:
     elif kind == "batch":
         hosts = ", ".join(event.get("hosts") or [])
         text = "%s stage %s of %s: batch done on %s" % (ICONS[kind], stage, plan, hosts)
+    elif kind == "watch":
+        verdict = event.get("verdict") or "?"
+        text = "%s watch of stage %s of %s: %s" % (ICONS[kind], stage, plan, verdict.upper())
+        if verdict != "passed":
+            text += ": %s" % (event.get("reason") or "no reason recorded")
+            text += (" - the stage is rolled back" if verdict == "failed" else
+                     " - nothing rolled back; the next stage is held until a watch passes")
     elif kind == "passed":
         text = "%s stage %s of %s PASSED" % (ICONS[kind], stage, plan)
     else:
@@ -134,7 +142,8 @@ class CallbackModule(CallbackBase):
 
     def _post(self, event: dict, text: str) -> dict:
         payload = {"text": text, "attachments": [{
-            "color": COLORS.get(event.get("event"), "#439FE0"),
+            "color": (WATCH_COLORS.get(event.get("verdict"), "#439FE0") if event.get("event") == "watch"
+                      else COLORS.get(event.get("event"), "#439FE0")),
             "fields": [{"title": k, "value": str(event.get(k)), "short": True}
                        for k in ("plan", "stage", "event", "actor", "awx_job_id", "run_id") if event.get(k)],
         }]}

@@ -92,6 +92,19 @@ def verdict(stage: str, records: list) -> tuple:
     return True, "all %d gate(s) of %s passed" % (len(records), stage)
 
 
+def watch_outcome(records: list) -> tuple:
+    """(verdict, reason) of a watch's RECORDS: ``failed`` when a gate failed outright (the stage is
+    rolled back), ``inconclusive`` when the only gates that did not pass could not judge (no data,
+    a source down: the plan holds), ``passed`` otherwise. A stage's batch knows no such middle:
+    there an inconclusive gate fails (``verdict``)."""
+    failed = [r for r in records if not r.passed and not r.inconclusive]
+    unsure = [r for r in records if not r.passed and r.inconclusive]
+    if failed or unsure:
+        return ("failed" if failed else "inconclusive",
+                "; ".join("%s: %s" % (r.name, r.reason) for r in failed or unsure))
+    return "passed", "all %d gate(s) passed" % len(records)
+
+
 def target_url(url: str, base: str) -> str:
     """A gate's URL: an absolute URL as given; a path ("/health") on BASE, the app host the batch
     just changed (so the plan's gate presets need no runtime fact)."""

@@ -101,6 +101,16 @@ class Gate:
 
 
 @dataclass
+class Watch:
+    """What a watch (``rollout_action=watch``, e.g. an AWX schedule every few hours) re-measures
+    while the stage bakes, and how fresh a passed watch must be for the next stage to be due."""
+
+    gates: List[Gate]
+    # the next stage is due only when the last watch of this stage passed less than this ago
+    max_age_hours: float = 6
+
+
+@dataclass
 class Stage:
     name: str
     description: Optional[str] = None
@@ -114,6 +124,8 @@ class Stage:
     actions: Actions = field(default_factory=Actions)
     gates: List[Gate] = field(default_factory=list)
     rollback: Optional[Rollback] = None
+    # gates re-measured through the bake that follows the stage; unset, nothing is watched
+    watch: Optional[Watch] = None
 
     @staticmethod
     def label(parent: str, data, index: int) -> str:
@@ -254,7 +266,9 @@ def _convert(hint, value, where: str, path: str, problems: list, meta=None, labe
         out = []
         for index, entry in enumerate(value):
             if is_dataclass(item):
-                loaded = _load(item, entry, item.label(where, entry, index), "", problems)
+                # a list inside a nested mapping keeps its owner's name: "stage 'x' watch gate 'y'"
+                owner = " ".join([where] + path.split(".")[:-1])
+                loaded = _load(item, entry, item.label(owner, entry, index), "", problems)
             else:
                 loaded = _convert(item, entry, where, "%s entry #%d" % (path, index + 1), problems)
             if loaded is not _INVALID:
@@ -401,6 +415,21 @@ def _migrate_problems(where: str, migrate) -> list:
     return problems
 
 
+def _gate_problems(where: str, gates: list, names: set) -> list:
+    """Problems of a list of GATES at WHERE; NAMES collects their names (a name used twice is one)."""
+    problems = []
+    for gindex, gate in enumerate(gates):
+        gwhere = Gate.label(where, {"name": gate.name}, gindex)
+        if gate.name is not None and gate.name in names:
+            problems.append("%s: gate name %r is used twice in this stage" % (where, gate.name))
+        names.add(gate.name)
+        for part, args in (("", gate.args), (" load", gate.load)):
+            if args:
+                problems += _threshold_problems(gwhere + part, args)
+                problems += _url_problems(gwhere + part, args)
+    return problems
+
+
 def _semantic_problems(plan: Plan) -> list:
     problems = _flag_problems("baseline", plan.baseline or {})
     if plan.max_unavailable is not None:
@@ -430,15 +459,14 @@ def _semantic_problems(plan: Plan) -> list:
             problems += _flag_problems(where + " rollback", stage.rollback.flags)
         problems += _migrate_problems(where, stage.actions.migrate)
         gate_names = set()
-        for gindex, gate in enumerate(stage.gates):
-            gwhere = Gate.label(where, {"name": gate.name}, gindex)
-            if gate.name is not None and gate.name in gate_names:
-                problems.append("%s: gate name %r is used twice in this stage" % (where, gate.name))
-            gate_names.add(gate.name)
-            for part, args in (("", gate.args), (" load", gate.load)):
-                if args:
-                    problems += _threshold_problems(gwhere + part, args)
-                    problems += _url_problems(gwhere + part, args)
+        problems += _gate_problems(where, stage.gates, gate_names)
+        if stage.watch is not None:
+            watch_where = where + " watch"
+            if not stage.watch.gates:
+                problems.append("%s: gates must list at least one gate to re-measure" % watch_where)
+            if stage.watch.max_age_hours is not None and stage.watch.max_age_hours <= 0:
+                problems.append("%s: max_age_hours %r must be a number > 0" % (watch_where, stage.watch.max_age_hours))
+            problems += _gate_problems(watch_where, stage.watch.gates or [], set())
         if name is not None:
             # a migration's result (lock waits, versions) can feed a metric like a gate's
             gates_by_stage[name] = gate_names | ({"migrate"} if stage.actions.migrate else set())

@@ -25,11 +25,15 @@ from ansible_collections.gradual.rollout.plugins.module_utils.rollout_model impo
 
 __all__ = ["GATE_TYPES", "METRIC_OPS", "MIGRATE_OPTIONS", "STATUSES", "Plan", "PlanError", "load_plan",
            "plan_problems", "latest_by_stage", "superseded_by", "next_stage", "status_table",
-           "DEFAULT_SERIAL", "host_count", "stage_batches", "host_chunks"]
+           "DEFAULT_SERIAL", "host_count", "stage_batches", "host_chunks", "stage_in_bake", "watch_hold",
+           "WATCH_VERDICTS"]
 
 # superseded: the stage had passed, then an earlier stage was run again on request
 # (rollout_rerun_passed) and put back its own flags or migration target over this stage's.
 STATUSES = ("running", "passed", "failed", "rolled_back", "superseded")
+# What a watch concluded: every gate passed; a gate failed (the stage is rolled back); or no gate
+# failed but one could not judge (no data, a source down): the plan holds until a watch passes.
+WATCH_VERDICTS = ("passed", "failed", "inconclusive")
 # A stage without serial: one canary host, then the rest.
 DEFAULT_SERIAL = (1, "100%")
 
@@ -92,7 +96,8 @@ def _choice(stage=None, index=None, reason="", done=False, refuse=False, wait_se
 
 
 def next_stage(plan: dict, rows, now=None, requested: str | None = None,
-               ignore_bake: bool = False, bake_scale: float = 1.0, rerun_passed: bool = False) -> dict:
+               ignore_bake: bool = False, bake_scale: float = 1.0, rerun_passed: bool = False,
+               watches=()) -> dict:
     """Decide which stage runs now.
 
     Returns ``{stage, index, done, refuse, reason, wait_seconds, due_at, supersedes}``. ``refuse``
@@ -100,6 +105,10 @@ def next_stage(plan: dict, rows, now=None, requested: str | None = None,
     requested stage that has passed already and RERUN_PASSED is not given). ``supersedes`` names
     the later stages a re-run of a passed stage overwrites: the caller marks them superseded
     before anything changes, so the state never claims flags the hosts no longer have.
+
+    A stage after one that is watched (its ``watch``) is due only when the last of WATCHES (the
+    plan's watch records, oldest first) of that stage's passed run passed and is younger than its
+    ``max_age_hours``; rollout_ignore_bake skips the bake time, never this.
     """
     now = _parse_time(now) or datetime.now(timezone.utc)
     stages = plan["stages"]
@@ -130,6 +139,10 @@ def next_stage(plan: dict, rows, now=None, requested: str | None = None,
         if index is None:
             return _choice(done=True, reason="every stage of the plan has passed")
     stage = stages[index]
+    if index > 0:
+        held = watch_hold(stages[index - 1], latest.get(names[index - 1]) or {}, watches, now)
+        if held:
+            return _choice(stage, index, refuse=True, reason="stage %r is not due: %s" % (stage["name"], held))
     if index == 0 or ignore_bake:
         return _choice(stage, index, reason="bake time ignored by request" if ignore_bake and index else "first stage")
     previous = latest.get(names[index - 1]) or {}
@@ -145,6 +158,54 @@ def next_stage(plan: dict, rows, now=None, requested: str | None = None,
                           stage.get("bake_hours", 0), due_at))
     return _choice(stage, index, due_at=due_at,
                    reason="due: bake time of %s h after %r has elapsed" % (stage.get("bake_hours", 0), names[index - 1]))
+
+
+def watch_hold(stage: dict, row: dict, watches, now) -> str:
+    """Why the stage after STAGE (latest state ROW) is held by STAGE's watch, or "" when it is not:
+    STAGE watches nothing, or the last watch of ROW's run passed and is younger than max_age_hours."""
+    watch = stage.get("watch") or {}
+    if not watch.get("gates") or row.get("status") != "passed":
+        return ""
+    mine = [w for w in watches or () if w.get("state_id") == row.get("id")]
+    max_age = float(watch.get("max_age_hours", 6))
+    if not mine:
+        return ("stage %r is watched and no watch of it has run since it passed; run "
+                "-e rollout_action=watch (a watch must pass within %s h)" % (stage["name"], max_age))
+    last = mine[-1]
+    if last.get("verdict") != "passed":
+        return ("the last watch of stage %r (%s) was %s: %s; the plan holds until a watch passes"
+                % (stage["name"], last.get("at"), last.get("verdict"), last.get("reason") or "no reason recorded"))
+    age = (now - _parse_time(last.get("at"))).total_seconds()
+    if age > max_age * 3600.0:
+        return ("the last watch of stage %r passed at %s, %.1f h ago, older than its max_age_hours %s; run "
+                "-e rollout_action=watch again" % (stage["name"], last.get("at"), age / 3600.0, max_age))
+    return ""
+
+
+def stage_in_bake(plan: dict, rows) -> dict:
+    """The stage a watch re-measures: the last of the plan's leading passed stages (the change in
+    effect while its successor waits). Returns ``{stage, index, row, refuse, reason}``: no stage
+    when none has passed, or when that stage watches nothing (``refuse`` false: nothing to do);
+    ``refuse`` when a later stage is running (resume or roll it back first)."""
+    stages = plan["stages"]
+    latest = latest_by_stage(rows)
+    index = None
+    for position, stage in enumerate(stages):
+        if (latest.get(stage["name"]) or {}).get("status") != "passed":
+            break
+        index = position
+    running = [s["name"] for s in stages if (latest.get(s["name"]) or {}).get("status") == "running"]
+    if running:
+        return dict(stage=None, index=None, row=None, refuse=True,
+                    reason="stage %s is running; resume it (or roll it back) before a watch" % running[0])
+    if index is None:
+        return dict(stage=None, index=None, row=None, refuse=False, reason="no stage has passed: nothing to watch")
+    stage = stages[index]
+    if not (stage.get("watch") or {}).get("gates"):
+        return dict(stage=None, index=index, row=latest[stage["name"]], refuse=False,
+                    reason="stage %r, the last passed, has no watch gates: nothing to watch" % stage["name"])
+    return dict(stage=stage, index=index, row=latest[stage["name"]], refuse=False,
+                reason="watching stage %r (passed at %s)" % (stage["name"], latest[stage["name"]].get("finished_at")))
 
 
 def _passed_reason(name: str, row: dict, supersedes: list) -> str:

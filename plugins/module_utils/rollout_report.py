@@ -41,7 +41,9 @@ def _fmt(value, unit: str = "") -> str:
     return text + (unit or "")
 
 
-def build_report(plan: dict, rows, generated_at: str | None = None) -> dict:
+def build_report(plan: dict, rows, generated_at: str | None = None, watches=()) -> dict:
+    """The report of PLAN from its state ROWS and WATCHES (each stage lists the watches of its
+    latest run, oldest first)."""
     latest = latest_by_stage(rows)
     metrics = []
     for metric in plan.get("metrics") or []:
@@ -78,7 +80,10 @@ def build_report(plan: dict, rows, generated_at: str | None = None) -> dict:
                            status=row.get("status", "pending"), started_at=row.get("started_at"),
                            finished_at=row.get("finished_at"), duration_s=_duration(row),
                            actor=row.get("actor"), awx_job_id=row.get("awx_job_id"),
-                           reason=row.get("reason"), gates=_gate_summary(row.get("figures") or {})))
+                           reason=row.get("reason"), gates=_gate_summary(row.get("figures") or {}),
+                           watches=[dict(at=w.get("at"), verdict=w.get("verdict"), reason=w.get("reason"),
+                                         actor=w.get("actor"), gates=_gate_summary(w.get("gates") or {}))
+                                    for w in watches or () if row and w.get("state_id") == row.get("id")]))
     statuses = [s["status"] for s in stages]
     if any(s in ("rolled_back", "failed") for s in statuses):
         overall = "ROLLED BACK" if "rolled_back" in statuses else "FAILED"
@@ -133,6 +138,15 @@ def render_markdown(report: dict) -> str:
             s["name"], s["status"], s["started_at"] or "-",
             "-" if s["duration_s"] is None else s["duration_s"], actor, gates,
             (s["reason"] or "").replace("|", "/")[:120]))
+    watched = [s for s in report["stages"] if s.get("watches")]
+    if watched:
+        lines += ["", "## Watches (re-measured through the bake)", "",
+                  "| Stage | At | Verdict | Gates | Detail |", "|-------|----|---------|-------|--------|"]
+        for s in watched:
+            for w in s["watches"]:
+                gates = ", ".join("%s %s" % (g["name"], "ok" if g["passed"] else "FAILED") for g in w["gates"]) or "-"
+                detail = (w["reason"] or "").replace("|", "/")[:120]
+                lines.append("| %s | %s | %s | %s | %s |" % (s["name"], w["at"] or "-", w["verdict"], gates, detail))
     if report.get("cleanup"):
         lines += ["", "## Flags to retire (the plan's cleanup list)", ""]
         lines += ["- `%s`" % flag for flag in report["cleanup"]]

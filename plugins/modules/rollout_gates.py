@@ -103,4 +103,16 @@ target:
   description: The app host that path URLs pointed at.
   returned: always
   type: str
+verdict:
+  description:
+    - What a watch concludes from the same records - C(failed) when a gate failed outright,
+      C(inconclusive) when the only gates that did not pass could not judge (no data, a source
+      down), C(passed) otherwise. A batch fails on both (RV(passed) is false).
+  returned: always
+  type: str
+  choices: [passed, failed, inconclusive]
+verdict_reason:
+  description: The gates behind RV(verdict), each with its reason.
+  returned: always
+  type: str
 """

@@ -20,7 +20,12 @@ description:
   - O(action=run) chooses the due stage (the next stage not passed whose predecessor's bake time has
     elapsed, or O(stage) when given, refused unless its predecessors passed) and records its start.
     A stage that is not due fails the task with the reason; a plan whose stages have all passed
-    returns RV(stop) true.
+    returns RV(stop) true. After a stage with C(watch) gates, the next stage is due only when the
+    last watch of that stage passed and is younger than its C(max_age_hours).
+  - O(action=watch) chooses the stage a watch re-measures (RV(watch)) - the last of the leading
+    passed stages, when it has C(watch) gates. Nothing to watch (no stage passed, no watch gates)
+    returns RV(stop) true; a stage left running fails the task. The playbook measures the gates,
+    records the watch with M(gradual.rollout.rollout_state) and rolls the stage back when it fails.
   - With O(result_path), the result of the run (RV(result)) is written there as JSON; a run that goes
     on to change hosts leaves the outcome C(started) until M(gradual.rollout.rollout_report) writes
     the final one.
@@ -38,7 +43,7 @@ options:
   action:
     description: What the run does.
     type: str
-    choices: [run, status, report, reset]
+    choices: [run, status, report, reset, watch]
     default: run
   stage:
     description: A stage to run by name instead of the next due one. Empty means the next due stage.
@@ -106,6 +111,13 @@ reason:
   description: Why this stage was chosen, or why nothing runs.
   returned: always
   type: str
+watch:
+  description:
+    - With O(action=watch), the watch to make - C(run_id) (the passed run watched), C(gates) (the
+      stage's watch gates), C(max_age_hours), C(target) (the app host a gate's path URL is on, the
+      last host the stage changed); absent when there is nothing to watch.
+  returned: when action is watch and a stage is watched
+  type: dict
 stage:
   description: The chosen stage as the plan defines it.
   returned: success

@@ -20,8 +20,11 @@ description:
     set).
   - O(operation=progress) records a finished batch. O(operation=finish) closes the row as
     C(passed), C(failed) or C(rolled_back).
-  - O(operation=reset) deletes every row of the plan (a lab or a demo starting over); the rows are
-    returned as RV(rows) for the record.
+  - O(operation=watch) records a watch of the passed run O(run_id) in C(<schema>.rollout_watch) -
+    time, O(verdict), O(reason), the gates' figures (O(figures)), actor and AWX job id.
+    O(operation=read) returns the plan's watches as RV(watches); the next stage's choice reads them.
+  - O(operation=reset) deletes every row of the plan (a lab or a demo starting over) and its
+    watches; the rows are returned as RV(rows) for the record.
   - Every write returns C(rollout_event), which the C(gradual.rollout.rollout_notify) callback posts
     to a webhook and appends to an audit file.
 extends_documentation_fragment:
@@ -31,7 +34,7 @@ options:
   operation:
     description: What to do.
     type: str
-    choices: [read, start, progress, finish, ensure_schema, reset]
+    choices: [read, start, progress, finish, watch, ensure_schema, reset]
     default: read
   plan:
     description: Name of the rollout plan; rows of different plans never mix.
@@ -50,8 +53,14 @@ options:
     elements: str
     default: []
   run_id:
-    description: Row id returned by O(operation=start). Required for O(operation=progress) and O(operation=finish).
+    description:
+      - Row id returned by O(operation=start). Required for O(operation=progress), O(operation=finish)
+        and O(operation=watch) (the passed run watched).
     type: int
+  verdict:
+    description: What the watch concluded (O(operation=watch)).
+    type: str
+    choices: [passed, failed, inconclusive]
   status:
     description: Final status for O(operation=finish).
     type: str
@@ -60,7 +69,9 @@ options:
     description: Why the stage ended as it did (the failed task and its message for a rollback).
     type: str
   figures:
-    description: Gate results (gate name -> figures), merged into the row's figures.
+    description:
+      - Gate results (gate name -> figures), merged into the row's figures; with O(operation=watch),
+        the watch's gates, kept with the watch.
     type: dict
   hosts:
     description: Hosts finished by this batch (O(operation=progress)); added to the row's list.
@@ -141,9 +152,18 @@ superseded:
   returned: when operation is start
   type: list
   elements: dict
+watches:
+  description: The plan's watch records, oldest first (id, state_id, stage, at, verdict, reason, gates, actor).
+  returned: always
+  type: list
+  elements: dict
+watch:
+  description: The watch record written (or that would be written, in check mode).
+  returned: when operation is watch
+  type: dict
 rollout_event:
   description: Summary for notifications (plan, stage, event, status, reason, figures, actor).
-  returned: when operation is start, progress or finish
+  returned: when operation is start, progress, finish or watch
   type: dict
 removed:
   description: Rows deleted by O(operation=reset).
@@ -163,7 +183,11 @@ from datetime import datetime
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.gradual.rollout.plugins.module_utils.pg import pg_argument_spec, pg_connect
-from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan import STATUSES, latest_by_stage
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan import (
+    STATUSES,
+    WATCH_VERDICTS,
+    latest_by_stage,
+)
 
 try:
     import psycopg2
@@ -174,6 +198,7 @@ except ImportError:  # reported by pg_connect
 
 COLUMNS = ("id", "plan", "stage", "status", "started_at", "updated_at", "finished_at", "batches_done",
            "hosts_done", "figures", "reason", "actor", "awx_job_id")
+WATCH_COLUMNS = ("id", "state_id", "plan", "stage", "at", "verdict", "reason", "gates", "actor", "awx_job_id")
 
 
 def ddl(schema: str) -> list:
@@ -196,6 +221,26 @@ def ddl(schema: str) -> list:
             awx_job_id text)""").format(ident, statuses=_statuses()),
         sql.SQL("CREATE INDEX IF NOT EXISTS rollout_state_plan_stage_idx ON {}.rollout_state (plan, stage, id)")
         .format(ident),
+    ] + watch_ddl(schema)
+
+
+def watch_ddl(schema: str) -> list:
+    """The watches of passed runs; deleted with their run (a reset)."""
+    ident = sql.Identifier(schema)
+    return [
+        sql.SQL("""CREATE TABLE IF NOT EXISTS {0}.rollout_watch (
+            id bigserial PRIMARY KEY,
+            state_id bigint NOT NULL REFERENCES {0}.rollout_state (id) ON DELETE CASCADE,
+            plan text NOT NULL,
+            stage text NOT NULL,
+            at timestamptz NOT NULL DEFAULT now(),
+            verdict text NOT NULL CONSTRAINT rollout_watch_verdict_check CHECK (verdict IN ({1})),
+            reason text,
+            gates jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+            actor text,
+            awx_job_id text)""").format(ident, sql.SQL(", ").join(sql.Literal(v) for v in WATCH_VERDICTS)),
+        sql.SQL("CREATE INDEX IF NOT EXISTS rollout_watch_plan_idx ON {}.rollout_watch (plan, state_id, id)")
+        .format(ident),
     ]
 
 
@@ -203,9 +248,11 @@ def _statuses():
     return sql.SQL(", ").join(sql.Literal(status) for status in STATUSES)
 
 
-def _row(record) -> dict:
-    row = dict(zip(COLUMNS, record))
-    for key in ("started_at", "updated_at", "finished_at"):
+def _row(record, columns=COLUMNS) -> dict:
+    row = dict(zip(columns, record))
+    for key in ("started_at", "updated_at", "finished_at", "at"):
+        if key not in row:
+            continue
         if isinstance(row[key], datetime):
             row[key] = row[key].isoformat()
     return row
@@ -223,10 +270,10 @@ class State:
         self.queries.append(query.as_string(self.conn))
         cur.execute(query, args)
 
-    def exists(self) -> bool:
+    def exists(self, table: str = "rollout_state") -> bool:
         with self.conn.cursor() as cur:
             self.execute(cur, sql.SQL("SELECT to_regclass(%s) IS NOT NULL"),
-                         ("%s.rollout_state" % sql.Identifier(self.schema).as_string(self.conn),))
+                         ("%s.%s" % (sql.Identifier(self.schema).as_string(self.conn), table),))
             return bool(cur.fetchone()[0])
 
     def ensure(self) -> bool:
@@ -240,7 +287,12 @@ class State:
 
     def upgrade(self) -> bool:
         """Give a table made by an older version every status of STATUSES (its CHECK lacked
-        'superseded'); True when it had to (or would, in check mode)."""
+        'superseded') and the watch table; True when it had to (or would, in check mode)."""
+        watches = not self.exists("rollout_watch")
+        if watches and not self.module.check_mode:
+            with self.conn.cursor() as cur:
+                for query in watch_ddl(self.schema):
+                    self.execute(cur, query)
         with self.conn.cursor() as cur:
             self.execute(cur, sql.SQL("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
                                       "WHERE conrelid = %s::regclass AND contype = 'c'"),
@@ -252,7 +304,7 @@ class State:
                                           "CHECK (status IN ({}))").format(
                     self.table, sql.SQL(", ").join(sql.SQL("DROP CONSTRAINT {}").format(sql.Identifier(c))
                                                    for c in checks), _statuses()))
-        return bool(checks)
+        return bool(checks) or watches
 
     def supersede(self, rows: list, stages: list, by: str, actor) -> list:
         """Mark the latest row (among ROWS) of each of STAGES superseded when it is passed; the
@@ -281,6 +333,14 @@ class State:
         if not self.exists():
             return []
         return self.select("plan = %s", (plan,))
+
+    def watches(self, plan: str) -> list:
+        if not self.exists("rollout_watch"):
+            return []
+        with self.conn.cursor() as cur:
+            self.execute(cur, sql.SQL("SELECT {} FROM {}.rollout_watch WHERE plan = %s ORDER BY id").format(
+                sql.SQL(", ").join(map(sql.Identifier, WATCH_COLUMNS)), sql.Identifier(self.schema)), (plan,))
+            return [_row(r, WATCH_COLUMNS) for r in cur.fetchall()]
 
     def get(self, plan: str, run_id: int) -> dict:
         rows = self.select("plan = %s AND id = %s", (plan, run_id)) if self.exists() else []
@@ -336,6 +396,27 @@ class State:
             return dict(found[0]) if found else dict(id=p["run_id"], plan=p["plan"], stage=p["stage"])
         return self.write(query, args(self.get(p["plan"], p["run_id"])))
 
+    def op_watch(self, p, now):
+        # fails naming a run_id not in the state (in check mode a fresh database has none)
+        run = self.get(p["plan"], p["run_id"]) if self.exists() or not self.module.check_mode else {}
+        if run and run["status"] != "passed":
+            self.module.fail_json(msg="run_id %s of plan %r is %s, not passed: only a passed stage is watched"
+                                  % (p["run_id"], p["plan"], run["status"]))
+        watch = dict(id=None, state_id=p["run_id"], plan=p["plan"], stage=run.get("stage") or p["stage"], at=now,
+                     verdict=p["verdict"], reason=p["reason"], gates=p["figures"] or {}, actor=p["actor"],
+                     awx_job_id=p["awx_job_id"])
+        if not self.module.check_mode:
+            with self.conn.cursor() as cur:
+                self.execute(cur, sql.SQL("INSERT INTO {}.rollout_watch (state_id, plan, stage, verdict, reason, "
+                                          "gates, actor, awx_job_id) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s) "
+                                          "RETURNING {}").format(
+                    sql.Identifier(self.schema), sql.SQL(", ").join(map(sql.Identifier, WATCH_COLUMNS))),
+                    (watch["state_id"], watch["plan"], watch["stage"], watch["verdict"], watch["reason"],
+                     json.dumps(watch["gates"]), watch["actor"], watch["awx_job_id"]))
+                watch = _row(cur.fetchone(), WATCH_COLUMNS)
+        return dict(changed=True, run=run or dict(id=p["run_id"], plan=p["plan"], stage=p["stage"]),
+                    watch=watch), dict(event="watch", verdict=p["verdict"])
+
     def op_progress(self, p, now):
         run = self._update(
             p, "UPDATE {table} SET updated_at = now(), batches_done = greatest(batches_done, %s), "
@@ -355,9 +436,9 @@ class State:
         return dict(changed=True, run=run), dict(event=p["status"])
 
 
-OPERATIONS = ("read", "start", "progress", "finish", "ensure_schema", "reset")
+OPERATIONS = ("read", "start", "progress", "finish", "watch", "ensure_schema", "reset")
 # Operations that write, so they make (or upgrade) the table first.
-WRITING = ("ensure_schema", "start", "progress", "finish")
+WRITING = ("ensure_schema", "start", "progress", "finish", "watch")
 
 
 def main():
@@ -369,6 +450,7 @@ def main():
         supersede=dict(type="list", elements="str", default=[]),
         run_id=dict(type="int"),
         status=dict(type="str", choices=["passed", "failed", "rolled_back"]),
+        verdict=dict(type="str", choices=list(WATCH_VERDICTS)),
         reason=dict(type="str"),
         figures=dict(type="dict"),
         hosts=dict(type="list", elements="str"),
@@ -384,12 +466,13 @@ def main():
             ("operation", "start", ["stage"]),
             ("operation", "progress", ["run_id"]),
             ("operation", "finish", ["run_id", "status"]),
+            ("operation", "watch", ["run_id", "verdict"]),
         ],
     )
     p = module.params
     conn = pg_connect(module, autocommit=False)
     state = State(module, conn)
-    result = dict(changed=False, rows=[], latest={}, executed_queries=state.queries)
+    result = dict(changed=False, rows=[], latest={}, watches=[], executed_queries=state.queries)
     op = p["operation"]
     try:
         if op in WRITING:
@@ -413,6 +496,7 @@ def main():
         rows = state.read(p["plan"])
         result["rows"] = rows
         result["latest"] = {r["stage"]: r for r in rows}
+        result["watches"] = state.watches(p["plan"])
     except psycopg2.Error as exc:
         conn.rollback()
         module.fail_json(msg="rollout_state %s on plan %r failed: %s" % (op, p["plan"], to_native(exc).strip()),

@@ -74,6 +74,7 @@ def write_json(path: str, data) -> None:
 def run_result(plan: str, action: str, outcome: str, reason: str, stage=None, run_id=None) -> dict:
     """The machine-readable result of a run (what run-plan.sh and AWX read, not the log):
     outcome is started (the run stopped before its end: see the exit status), passed,
-    rolled_back, failed, refused, invalid, complete (nothing left to run), status, report or reset."""
+    rolled_back, failed, refused, invalid, complete (nothing left to run), status, report, reset,
+    nothing (no stage to watch), watching (a watch stopped before its end) or watched."""
     return dict(plan=plan, action=action, stage=stage, outcome=outcome, reason=reason, run_id=run_id,
                 at=datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -30,7 +30,8 @@ def run(tmp_path, postgres, db, the_plan, *extra, drop=(), playbook="rollout.yml
     """PLAYBOOK on a local fake app host and state host; DROP: settings left out of the extra vars."""
     inv = tmp_path / "inv.yml"
     inv.write_text(yaml.safe_dump({"all": {"children": {
-        "app": {"hosts": {"fake-app": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}},
+        "app": {"hosts": {"fake-app": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                                       "rollout_address": "127.0.0.1"}}},
         "postgresql_primary": {"hosts": {"fake-db": {"ansible_connection": "local",
                                                      "ansible_python_interpreter": sys.executable}}}}}}))
     extra_vars = {"rollout_plan": the_plan, "rollout_state_db": db,
@@ -199,3 +200,91 @@ def test_the_report_is_handed_over_with_set_stats(tmp_path, postgres, pg_db, app
     assert proc.returncode == 0, proc.stdout[-3000:]
     stats = proc.stdout[proc.stdout.index("CUSTOM STATS"):]
     assert "gradual_rollout_report_markdown" in stats and "| Metric | Target | Actual | Status |" in stats, stats[-2000:]
+
+
+# --- the watch: a passed stage re-measured through its bake (issue #23 item 1) -------------------
+
+def watch_plan(*gates):
+    """rerun_plan's two stages, the first watched by GATES."""
+    the_plan = rerun_plan()
+    the_plan["stages"][0]["watch"] = {"gates": list(gates), "max_age_hours": 2}
+    return the_plan
+
+
+HEALTH = {"name": "health", "type": "http_slo", "args": {"url": "/health", "requests": 5, "max_error_rate": 0}}
+
+
+def watches(postgres, db):
+    return postgres.psql("SELECT string_agg(stage || '=' || verdict, ' ' ORDER BY id) FROM gradual.rollout_watch", db)
+
+
+def notified(audit: Path) -> list:
+    return [json.loads(line)["summary"] for line in audit.read_text().splitlines()
+            if json.loads(line).get("event") == "watch"]
+
+
+def test_an_inconclusive_watch_holds_the_next_stage_until_a_watch_passes(tmp_path, postgres, pg_db, app_host,
+                                                                         monkeypatch):
+    extra, flags = app_host
+    audit = tmp_path / "notify.jsonl"
+    monkeypatch.setenv("GR_ROLLOUT_AUDIT_FILE", str(audit))
+    silent = serve(FakeApp)   # a port nothing answers on once closed: Prometheus down
+    port = silent.server_address[1]
+    silent.shutdown()
+    silent.server_close()
+    down = {"name": "errors", "type": "prometheus_check",
+            "args": {"url": "http://127.0.0.1:%d" % port, "query": "sum(rate(errors_total[5m]))", "max_value": 0}}
+
+    proc = run(tmp_path, postgres, pg_db, watch_plan(HEALTH), *extra)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    # passed, but no watch yet: the next stage is not due (rollout_ignore_bake does not waive it)
+    held = run(tmp_path, postgres, pg_db, watch_plan(HEALTH), *extra, "-e", "rollout_ignore_bake=true")
+    assert held.returncode != 0
+    assert "stage 'one' is watched and no watch of it has run since it passed" in held.stdout, held.stdout[-3000:]
+
+    before = flags.read_text()
+    proc = run(tmp_path, postgres, pg_db, watch_plan(HEALTH, down), *extra, "-e", "rollout_action=watch")
+    assert proc.returncode != 0
+    assert "WATCH INCONCLUSIVE for stage one: errors:" in proc.stdout, proc.stdout[-3000:]
+    report = (tmp_path / "reports" / "rollout-t.md").read_text()
+    assert "| inconclusive | errors FAILED, health ok |" in report, report
+    assert "ROLLED BACK" not in proc.stdout and flags.read_text() == before
+    assert statuses(postgres, pg_db) == "one=passed" and watches(postgres, pg_db) == "one=inconclusive"
+    assert "INCONCLUSIVE" in notified(audit)[-1] and "the next stage is held" in notified(audit)[-1]
+    held = run(tmp_path, postgres, pg_db, watch_plan(HEALTH), *extra)
+    assert held.returncode != 0 and "was inconclusive" in held.stdout, held.stdout[-3000:]
+
+    # the source is back (here: a watch without it): the watch passes, the next stage is due
+    proc = run(tmp_path, postgres, pg_db, watch_plan(HEALTH), *extra, "-e", "rollout_action=watch")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert watches(postgres, pg_db) == "one=inconclusive one=passed"
+    assert postgres.psql("SELECT gates->'health'->>'passed' FROM gradual.rollout_watch ORDER BY id DESC LIMIT 1",
+                         pg_db) == "true"
+    result = json.loads((tmp_path / "rollout-result.json").read_text())
+    assert result["outcome"] == "watched" and result["reason"].startswith("watch passed"), result
+    proc = run(tmp_path, postgres, pg_db, watch_plan(HEALTH), *extra)
+    assert proc.returncode == 0 and "rollout stage: two" in proc.stdout, proc.stdout[-3000:]
+    assert statuses(postgres, pg_db) == "one=passed two=passed"
+    # two is the stage in bake now, and it watches nothing
+    proc = run(tmp_path, postgres, pg_db, watch_plan(HEALTH), *extra, "-e", "rollout_action=watch")
+    assert proc.returncode == 0 and "has no watch gates: nothing to watch" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_a_failed_watch_rolls_the_stage_back(tmp_path, postgres, pg_db, app_host, monkeypatch):
+    extra, flags = app_host
+    audit = tmp_path / "notify.jsonl"
+    monkeypatch.setenv("GR_ROLLOUT_AUDIT_FILE", str(audit))
+    proc = run(tmp_path, postgres, pg_db, watch_plan(HEALTH), *extra)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    before = flags.read_text()
+    slow = dict(HEALTH, name="latency", args={"url": "/health", "requests": 5, "max_p95_ms": 0})
+    proc = run(tmp_path, postgres, pg_db, watch_plan(HEALTH, slow), *extra, "-e", "rollout_action=watch")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "stage one ROLLED BACK" in out and "watch of stage one failed: latency:" in out, out[-3000:]
+    assert statuses(postgres, pg_db) == "one=rolled_back" and watches(postgres, pg_db) == "one=failed"
+    assert flags.read_text() == before
+    assert "FAILED: latency:" in notified(audit)[-1] and "the stage is rolled back" in notified(audit)[-1]
+    # the rolled back stage is the next to run again; a watch finds nothing passed to watch
+    proc = run(tmp_path, postgres, pg_db, watch_plan(HEALTH), *extra, "-e", "rollout_action=watch")
+    assert proc.returncode == 0 and "no stage has passed: nothing to watch" in proc.stdout, proc.stdout[-3000:]

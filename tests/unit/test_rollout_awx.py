@@ -18,10 +18,11 @@ def configure():
 
 def test_job_templates_and_their_playbooks_exist():
     templates = {t["name"]: t for t in configure()["vars"]["awx_templates"]}
-    assert set(templates) == {"rollout", "rollback", "migrate", "status"}
+    assert set(templates) == {"rollout", "rollback", "migrate", "status", "watch"}
     for tpl in templates.values():
         assert (ROOT / tpl["playbook"]).is_file(), tpl["playbook"]
     assert templates["status"]["extra_vars"] == {"rollout_action": "status"}
+    assert templates["watch"]["extra_vars"] == {"rollout_action": "watch"}
 
 
 def test_every_survey_variable_is_read_by_its_playbook():
@@ -95,3 +96,15 @@ def test_the_report_reaches_awx_as_job_artifacts():
     stats = [t["ansible.builtin.set_stats"] for t in tasks if "ansible.builtin.set_stats" in t]
     assert len(stats) == 1 and stats[0]["per_host"] is False
     assert set(stats[0]["data"]) == {"gradual_rollout_report", "gradual_rollout_report_markdown", "gradual_rollout_result"}
+
+
+def test_the_watch_runs_every_four_hours_by_default():
+    """Seed 003: "Monitor for 24 Hours - Check Every 4 Hours"; shorter than the default max age of
+    a passed watch (6 h), so one missed watch does not hold the plan."""
+    task = next(t for t in configure()["tasks"] if (t.get("awx.awx.schedule") or {}).get("unified_job_template") == "watch")
+    settings = yaml.safe_load((AWX / "vars.yml").read_text())
+    assert task["awx.awx.schedule"]["rrule"] == "{{ awx_watch_rrule }}"
+    assert settings["awx_watch_every_hours"] == 4
+    assert "FREQ=HOURLY;INTERVAL={{ awx_watch_every_hours }}" in settings["awx_watch_rrule"]
+    model = (ROOT / "plugins" / "module_utils" / "rollout_model.py").read_text()
+    assert re.search(r"max_age_hours: float = (\d+)", model).group(1) == "6"

@@ -106,3 +106,19 @@ def test_blocker_wait_is_summed_apart_from_lock_wait():
 def test_unknown_wait_kind_is_named():
     with pytest.raises(AnsibleFilterError, match="kind='queue', expected 'lock' or 'blocker'"):
         rollout_lock_wait_seconds({}, "queue")
+
+
+def test_each_stage_lists_the_watches_of_its_latest_run():
+    watches = [dict(state_id=1, at="2026-02-02T13:00:00+00:00", verdict="passed", reason="all 1 gate(s) passed",
+                    actor="awx", gates={"errors": {"passed": True, "gate_type": "prometheus_check", "reason": "ok"}}),
+               dict(state_id=1, at="2026-02-02T17:00:00+00:00", verdict="inconclusive",
+                    reason="errors: no answer | retry", actor="awx",
+                    gates={"errors": {"passed": False, "inconclusive": True, "reason": "no answer"}}),
+               dict(state_id=7, at="2026-02-01T00:00:00+00:00", verdict="failed", reason="an older run", gates={})]
+    report = build_report(PLAN, [row(1, "limits", "passed", {})], watches=watches)
+    limits, cache = report["stages"]
+    assert [w["verdict"] for w in limits["watches"]] == ["passed", "inconclusive"] and cache["watches"] == []
+    text = render_markdown(report)
+    assert "| limits | 2026-02-02T17:00:00+00:00 | inconclusive | errors FAILED | errors: no answer / retry |" in text
+    assert "an older run" not in text
+    assert "## Watches" not in render_markdown(build_report(PLAN, [row(1, "limits", "passed", {})]))

@@ -82,3 +82,14 @@ def test_a_gate_whose_load_did_not_run_fails_naming_the_load():
     assert record.figures == {"max_utilization": 5}
     ok = RG.record_from_result("pool_under_load", "pool_check", result, load={"requests": 40, "errors": 0})
     assert ok.passed and ok.load["requests"] == 40
+
+
+def test_a_watch_fails_on_a_failed_gate_and_holds_on_one_that_could_not_judge():
+    ok = RG.GateRecord("slo", "http_slo", True, "all thresholds met")
+    unsure = RG.GateRecord("errors", "prometheus_check", False, "no answer from Prometheus", inconclusive=True)
+    bad = RG.GateRecord("pool", "pool_check", False, "utilization 93 exceeds 80")
+    assert RG.watch_outcome([ok]) == ("passed", "all 1 gate(s) passed")
+    assert RG.watch_outcome([ok, unsure]) == ("inconclusive", "errors: no answer from Prometheus")
+    assert RG.watch_outcome([unsure, bad]) == ("failed", "pool: utilization 93 exceeds 80")
+    # a batch knows no middle: the inconclusive gate fails it
+    assert not RG.verdict("s", [ok, unsure])[0]

@@ -11,6 +11,7 @@ from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan impor
     load_plan,
     next_stage,
     plan_problems,
+    stage_in_bake,
     status_table,
 )
 
@@ -349,3 +350,75 @@ def test_a_stage_may_gate_on_sql_check_but_not_yet_on_log_check():
     # log_check runs on the app hosts; rollout_gates measures on the controller
     plan["stages"][0]["gates"].append({"name": "errors", "type": "log_check", "args": {"path": "/var/log/x"}})
     assert any("unknown gate type 'log_check'" in problem for problem in plan_problems(plan))
+
+
+# --- the watch of a passed stage through its bake --------------------------------------------------
+
+def watched_plan(max_age_hours=4):
+    plan = good_plan()
+    plan["stages"][0]["watch"] = {"gates": [{"name": "errors", "type": "prometheus_check",
+                                             "args": {"url": "http://prom:9090", "query": "up", "max_value": 0}}],
+                                  "max_age_hours": max_age_hours}
+    plan["stages"][1]["bake_hours"] = 24
+    return plan
+
+
+def watch(state_id, verdict, at, reason="r"):
+    return dict(id=state_id * 10, state_id=state_id, stage="one", verdict=verdict, at=at, reason=reason)
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda p: p["stages"][0].update(watch={"gates": []}), "stage 'one' watch: gates must list at least one gate"),
+    (lambda p: p["stages"][0].update(watch={"gates": [{"name": "g", "type": "log_check", "args": {}}]}),
+     "stage 'one' watch gate 'g': unknown gate type 'log_check'"),
+    (lambda p: p["stages"][0]["watch"].update(max_age_hours=0), "stage 'one' watch: max_age_hours 0 must be a number > 0"),
+    (lambda p: p["stages"][0]["watch"].update(every="4h"), "unknown key 'watch.every'; known keys of watch: gates, max_age_hours"),
+    (lambda p: p["stages"][0]["watch"]["gates"].append(dict(p["stages"][0]["watch"]["gates"][0])),
+     "stage 'one' watch: gate name 'errors' is used twice"),
+    (lambda p: p["stages"][0]["watch"]["gates"][0]["args"].update(max_value=-1),
+     "stage 'one' watch gate 'errors': threshold max_value=-1 is negative"),
+])
+def test_a_bad_watch_is_named(mutate, expected):
+    plan = watched_plan()
+    assert plan_problems(plan) == []
+    mutate(plan)
+    problems = plan_problems(plan)
+    assert any(expected in p for p in problems), problems
+
+
+def test_the_next_stage_waits_for_a_passed_recent_watch_of_its_predecessor():
+    plan = watched_plan(max_age_hours=4)
+    state = rows(("one", "passed", "2026-02-01T00:00:00+00:00"))
+    state_id = state[0]["id"]
+    later = "2026-02-02T01:00:00Z"   # the 24 h bake is over
+    held = next_stage(plan, state, now=later)
+    assert held["refuse"] and "no watch of it has run since it passed" in held["reason"]
+    # the bake override skips the bake time, never the watch
+    assert next_stage(plan, state, now=later, ignore_bake=True)["refuse"]
+    fresh = [watch(state_id, "passed", "2026-02-01T23:00:00+00:00")]
+    assert not next_stage(plan, state, now=later, watches=fresh)["refuse"]
+    stale = [watch(state_id, "passed", "2026-02-01T20:00:00+00:00")]
+    choice = next_stage(plan, state, now=later, watches=stale)
+    assert choice["refuse"] and "older than its max_age_hours 4" in choice["reason"]
+    unsure = fresh + [watch(state_id, "inconclusive", "2026-02-02T00:30:00+00:00", "errors: no answer")]
+    choice = next_stage(plan, state, now=later, watches=unsure)
+    assert choice["refuse"] and "was inconclusive: errors: no answer" in choice["reason"]
+    # a watch of an earlier run of the stage does not count for this one
+    assert next_stage(plan, state, now=later, watches=[watch(state_id + 1, "passed", "2026-02-02T00:59:00+00:00")])["refuse"]
+    # the bake still applies when the watch passed
+    early = next_stage(plan, state, now="2026-02-01T12:00:00Z", watches=[watch(state_id, "passed", "2026-02-01T11:00:00+00:00")])
+    assert early["refuse"] and early["wait_seconds"] == 12 * 3600
+
+
+def test_the_stage_in_bake_is_the_last_of_the_leading_passed_stages():
+    plan = watched_plan()
+    assert stage_in_bake(plan, [])["reason"] == "no stage has passed: nothing to watch"
+    state = rows(("one", "passed", "2026-02-01T00:00:00+00:00"))
+    bake = stage_in_bake(plan, state)
+    assert bake["stage"]["name"] == "one" and bake["row"]["id"] == state[0]["id"] and not bake["refuse"]
+    running = stage_in_bake(plan, state + rows(("two", "running", None)))
+    assert running["refuse"] and "stage two is running" in running["reason"]
+    rolled = stage_in_bake(plan, state + rows(("two", "rolled_back", "2026-02-02T00:00:00+00:00")))
+    assert rolled["stage"]["name"] == "one"
+    done = stage_in_bake(plan, state + rows(("two", "passed", "2026-02-02T00:00:00+00:00")))
+    assert done["stage"] is None and "'two', the last passed, has no watch gates" in done["reason"]
