@@ -69,7 +69,8 @@ python3 - "$PLAN_TIMINGS" "$total" "$loop_out" > "$timings" <<'PY'
 import json, os, sys
 stages = json.load(open(sys.argv[1]))
 requests = json.load(open(sys.argv[3])) if os.path.exists(sys.argv[3]) and os.path.getsize(sys.argv[3]) else None
-print(json.dumps({"total_s": int(sys.argv[2]), "stages_s": stages["stages_s"], "requests": requests}))
+print(json.dumps({"total_s": int(sys.argv[2]), "stages_s": stages["stages_s"],
+                  "watches_s": stages.get("watches_s", {}), "requests": requests}))
 PY
 cat reports/rollout-*.md
 loop_summary

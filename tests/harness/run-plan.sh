@@ -3,7 +3,9 @@
 # AWX schedule does, minus the waiting), until the plan is complete or a stage fails.
 #   run-plan.sh [ansible-playbook options...]     e.g. run-plan.sh -i inventories/lab
 # PLAN_BAKE_SCALE scales the bake times (default 0: no wait). PLAN_TIMINGS names a JSON file for
-# the seconds per stage. Prints "stages run: N" last; exits with the failed run's status.
+# the seconds per stage (and per watch). A stage held for a watch of the stage before it gets that
+# watch first (what the AWX watch schedule does meanwhile). Prints "stages run: N" last; exits
+# with the failed run's status.
 # shellcheck source=tests/harness/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$GR_ROOT" || exit 1
@@ -13,7 +15,9 @@ result=$(mktemp)
 trap 'rm -f "$result"' EXIT
 t0=$(date +%s)
 ran=0
+watched=0
 stage_times=()
+watch_times=()
 result_field() {  # one field of the run's result file, empty when the run wrote none
   python3 -c 'import json, sys
 try:
@@ -23,7 +27,8 @@ except ValueError:
 }
 write_timings() {  # a pass that ran no stage keeps the figures of the last one that did
   [ -z "$timings" ] || [ "$ran" -eq 0 ] && return 0
-  ( IFS=,; printf '{"total_s": %s, "stages_s": {%s}}\n' "$(( $(date +%s) - t0 ))" "${stage_times[*]}" ) > "$timings"
+  ( IFS=,; printf '{"total_s": %s, "stages_s": {%s}, "watches_s": {%s}}\n' "$(( $(date +%s) - t0 ))" \
+      "${stage_times[*]}" "${watch_times[*]}" ) > "$timings"
 }
 # Every run either passes a stage or fails: the bound only guards against a plan that never ends.
 max=${PLAN_MAX_RUNS:-100}
@@ -37,6 +42,23 @@ for _ in $(seq 1 "$max"); do
   # the run's machine-readable result (rollout_stage / rollout_report write it), not its log
   stage=$(result_field stage)
   outcome=$(result_field outcome)
+  # held for a watch of the stage before it: the watch an AWX schedule would have run meanwhile
+  if [ "$rc" -ne 0 ] && [ "$outcome" = refused ] && [[ "$(result_field reason)" == *"rollout_action=watch"* ]]; then
+    say "stage ${stage:-?} waits for a watch of the stage before it: watching"
+    watch_start=$(date +%s)
+    set +e
+    ansible-playbook "$@" rollout.yml -e rollout_action=watch -e rollout_result_file="$result"
+    rc=$?
+    set -e
+    if [ "$rc" -ne 0 ]; then
+      write_timings
+      say "the watch failed (ansible-playbook exit $rc): $(result_field reason)"
+      exit "$rc"
+    fi
+    watch_times+=("\"$(result_field stage)\": $(( $(date +%s) - watch_start ))")
+    watched=$((watched + 1))
+    continue
+  fi
   if [ "$rc" -ne 0 ]; then
     write_timings
     say "stage ${stage:-?} failed (ansible-playbook exit $rc); stages run: $ran"
@@ -44,7 +66,7 @@ for _ in $(seq 1 "$max"); do
   fi
   if [ "$outcome" = complete ]; then
     write_timings
-    say "the plan is complete; stages run: $ran"
+    say "the plan is complete; stages run: $ran, watches: $watched"
     echo "stages run: $ran"
     exit 0
   fi

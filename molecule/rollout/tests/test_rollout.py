@@ -137,6 +137,21 @@ def test_the_demo_saw_no_failed_request_through_nginx():
     assert set(timings["stages_s"]) == set(STAGES), timings["stages_s"]
 
 
+def test_the_next_stage_waited_for_a_passed_watch_of_the_watched_stage():
+    """The lab plan watches w1d4_daily_rewards: make demo's next stage was held until a watch of it
+    passed (run-plan.sh runs the watch the AWX schedule would), kept in the state with its gates."""
+    timings = json.loads((ROOT / "reports" / "demo-timings.json").read_text(encoding="utf-8"))
+    assert set(timings["watches_s"]) == {"w1d4_daily_rewards"}, timings
+    out = docker("exec", "gr-lab-db1", "runuser", "-u", "postgres", "--", "psql", "-d", "goalgpt", "-AtXc",
+                 "SELECT coalesce(json_agg(w ORDER BY w.id), '[]') FROM gradual.rollout_watch w "
+                 "JOIN gradual.rollout_state s ON s.id = w.state_id WHERE w.plan = '%s'" % PLAN)
+    watches = json.loads(out)
+    assert [(w["stage"], w["verdict"]) for w in watches] == [("w1d4_daily_rewards", "passed")], watches
+    assert watches[0]["gates"]["api_slo"]["passed"] and watches[0]["gates"]["public_path"]["passed"], watches
+    assert watches[0]["state_id"] == latest("w1d4_daily_rewards")["id"]
+    assert watches[0]["at"] < latest("w1d5_all_p1b")["started_at"]
+
+
 def test_both_process_managers_served_the_demo_and_none_is_left_drained():
     """app1 runs under PM2 and app2 under systemd (inventories/lab/host_vars/app2.yml): the demo's
     0 failed requests cover a drain, reload and undrain of both managers in every stage."""
