@@ -18,9 +18,11 @@ from ansible_collections.gradual.rollout.plugins.module_utils.http_probe import 
 )
 from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates import (
     GATE_MODULES,
+    HOST_GATES,
     PUBLIC_PATH,
     PUBLIC_PATH_FIELDS,
     GateRecord,
+    host_gate_record,
     record_from_result,
     resolve_args,
     verdict,
@@ -37,6 +39,7 @@ ARGUMENT_SPEC = dict(
     public_path=dict(type="str", default="/health"),
     public_requests=dict(type="int", default=10),
     public_validate_certs=dict(type="bool", default=True),
+    host_results=dict(type="list", elements="dict", default=[]),
 )
 
 
@@ -89,7 +92,14 @@ class ActionModule(ActionBase):
                 ", ".join(map(str, unknown)), ", ".join(GATE_MODULES)))
         target = args["target"]
         base = "http://%s:%d" % (self._address(target, task_vars), args["app_port"]) if target else ""
-        records = [self._gate(gate, base, task_vars) for gate in args["gates"]]
+        by_gate = {}
+        for entry in args["host_results"]:
+            # a reading of a loop over [host, gate] pairs (tasks/log_gates.yml)
+            item = entry.get("item")
+            if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[1], dict):
+                by_gate.setdefault(item[1].get("name"), {})[str(item[0])] = entry
+        records = [host_gate_record(gate["name"], gate["type"], by_gate.get(gate["name"]) or {})
+                   if gate["type"] in HOST_GATES else self._gate(gate, base, task_vars) for gate in args["gates"]]
 
         public_url = args["public_url"] or (
             "https://%s%s" % (self._address(args["public_hosts"][0], task_vars), args["public_path"])

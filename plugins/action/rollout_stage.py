@@ -8,6 +8,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates import HOST_GATES, positions_of
 from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan import (
     DEFAULT_SERIAL,
     host_chunks,
@@ -26,6 +27,18 @@ from ansible_collections.gradual.rollout.plugins.plugin_utils.rollout_action imp
 )
 
 ACTIONS = ("run", "status", "report", "reset", "watch")
+# Where the state keeps each app host's log positions at the stage's start: host -> path -> {offset, inode}.
+LOG_POSITIONS = "_log_positions"
+
+
+def host_gates(gates) -> list:
+    """The gates of GATES measured on the app hosts (their logs), not on the controller."""
+    return [gate for gate in gates or [] if gate.get("type") in HOST_GATES]
+
+
+def log_paths(gates) -> list:
+    """The log files GATES read, each once, in order."""
+    return list(dict.fromkeys(str(gate["args"]["path"]) for gate in host_gates(gates)))
 
 
 def argument_spec() -> dict:
@@ -78,7 +91,7 @@ class ActionModule(ActionBase):
             return finish("reset", "forgot %d state row(s) of plan %s" % (len(reset.get("removed") or []), name), base)
 
         if args["action"] == "watch":
-            return self._watch(plan, rows, base, finish)
+            return self._watch(plan, rows, state.get("watches") or [], base, finish)
         try:
             choice = next_stage(plan, rows, requested=args["stage"] or None, ignore_bake=args["ignore_bake"],
                                 bake_scale=args["bake_scale"], rerun_passed=args["rerun_passed"],
@@ -94,6 +107,7 @@ class ActionModule(ActionBase):
             return finish("refused", "stage %s has no app host to run on (check the inventory and --limit)"
                           % stage["name"], base, stage["name"], failed=True)
         flags = (stage.get("actions") or {}).get("flags") or {}
+        watch_gates = (stage.get("watch") or {}).get("gates") or []
         cycle = host_chunks(stage.get("serial") or DEFAULT_SERIAL,
                             stage.get("max_unavailable") or plan.get("max_unavailable") or 1, len(args["hosts"]),
                             drains=bool(flags))
@@ -106,14 +120,20 @@ class ActionModule(ActionBase):
         base.update(changed=bool(started.get("changed")), stage=stage, run_id=run.get("id"), stop=False,
                     resumed=bool(started.get("resumed")), supersedes=choice["supersedes"], flags=flags,
                     # a resumed stage restores what was there before its first attempt began
-                    snapshot=((run.get("figures") or {}).get("_snapshot") or {}))
+                    snapshot=((run.get("figures") or {}).get("_snapshot") or {}),
+                    # the logs its gates and its watch read, from where they were when it began
+                    log_gates=host_gates(stage.get("gates")),
+                    log_paths=log_paths(list(stage.get("gates") or []) + list(watch_gates)),
+                    log_positions=((run.get("figures") or {}).get(LOG_POSITIONS) or {}))
         if started.get("rollout_event"):
             base["rollout_event"] = started["rollout_event"]
         return finish("started", choice["reason"], base, stage["name"])
 
     @staticmethod
-    def _watch(plan: dict, rows: list, base: dict, finish) -> dict:
-        """The watch of the stage in bake: its passed run, gates and snapshot (the rollback's)."""
+    def _watch(plan: dict, rows: list, watches: list, base: dict, finish) -> dict:
+        """The watch of the stage in bake: its passed run, gates, snapshot (the rollback's) and where
+        each host's logs are to be read from - the end of what the last watch read, else of what
+        the stage's gates read, else the stage's start."""
         bake = stage_in_bake(plan, rows)
         stage = bake["stage"]
         if bake["refuse"]:
@@ -123,8 +143,13 @@ class ActionModule(ActionBase):
         row = bake["row"]
         figures = row.get("figures") or {}
         hosts = row.get("hosts_done") or []
+        positions = {host: dict(paths) for host, paths in (figures.get(LOG_POSITIONS) or {}).items()}
+        for source in [figures] + [w.get("gates") or {} for w in watches if w.get("state_id") == row["id"]]:
+            for host, paths in positions_of(source).items():
+                positions.setdefault(host, {}).update(paths)
         base.update(stage=stage, run_id=row["id"], stop=True, flags=(stage.get("actions") or {}).get("flags") or {},
                     snapshot=figures.get("_snapshot") or {},
+                    log_gates=host_gates(stage["watch"]["gates"]), log_positions=positions,
                     watch=dict(run_id=row["id"], gates=stage["watch"]["gates"],
                                max_age_hours=stage["watch"].get("max_age_hours", 6),
                                target=hosts[-1] if hosts else None))

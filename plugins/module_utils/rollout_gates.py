@@ -13,15 +13,21 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-# gate type (the plan's ``type:``) -> the module that measures it, run on the controller.
+# gate type (the plan's ``type:``) -> the module that measures it, run on the controller - or, for
+# the HOST_GATES, on every app host the gate judges (the playbook runs them; rollout_gates folds
+# their results into one record per gate).
 GATE_MODULES = {
     "http_slo": "gradual.rollout.http_slo",
     "pool_check": "gradual.rollout.pool_check",
     "cache_check": "gradual.rollout.cache_check",
     "sql_check": "gradual.rollout.sql_check",
     "prometheus_check": "gradual.rollout.prometheus_check",
+    "log_check": "gradual.rollout.log_check",
 }
 GATE_TYPES = tuple(GATE_MODULES)
+HOST_GATES = ("log_check",)
+# What a host gate's next reading starts from, per host: the fields of its result to keep.
+LOG_POSITION = ("offset", "inode")
 
 # Keys of a module result that are bookkeeping, not measurements.
 RESULT_NOISE = frozenset(("invocation", "changed", "failed", "failed_when_result", "samples", "msg",
@@ -81,6 +87,36 @@ def record_from_result(name: str, gate_type: str, result: dict, load: dict | Non
     return GateRecord(name=name, gate_type=gate_type, passed=bool(verdict.get("passed")),
                       reason=str(reason), figures=figures_of(result, keep),
                       inconclusive=bool(verdict.get("inconclusive")), load=load)
+
+
+def host_gate_record(name: str, gate_type: str, results: dict) -> GateRecord:
+    """One record of a gate measured on several hosts (RESULTS: host -> module result): passed when
+    every host passed; failed when one failed outright; else inconclusive (a host that could not
+    judge, or no host at all). The figures are per host."""
+    per_host = {host: record_from_result(name, gate_type, result) for host, result in sorted(results.items())}
+    figures = {host: dict(record.figures, passed=record.passed, inconclusive=record.inconclusive)
+               for host, record in per_host.items()}
+    failed = ["%s: %s" % (host, r.reason) for host, r in per_host.items() if not r.passed and not r.inconclusive]
+    unsure = ["%s: %s" % (host, r.reason) for host, r in per_host.items() if not r.passed and r.inconclusive]
+    if not per_host:
+        return GateRecord(name, gate_type, False, "no app host returned a reading", {}, inconclusive=True)
+    if failed or unsure:
+        return GateRecord(name, gate_type, False, "; ".join(failed or unsure), figures, inconclusive=not failed)
+    return GateRecord(name, gate_type, True, "passed on %d host(s): %s" % (len(per_host), ", ".join(per_host)),
+                      figures)
+
+
+def positions_of(figures: dict) -> dict:
+    """Host -> log path -> {offset, inode}: where the host gates' readings in FIGURES (gate name ->
+    record dict, its figures per host) ended, i.e. where the next reading of each log starts."""
+    out = {}
+    for record in (figures or {}).values():
+        if not isinstance(record, dict) or record.get("gate_type") not in HOST_GATES:
+            continue
+        for host, fig in (record.get("figures") or {}).items():
+            if isinstance(fig, dict) and fig.get("path") and fig.get("offset") is not None:
+                out.setdefault(host, {})[fig["path"]] = {key: fig.get(key) for key in LOG_POSITION}
+    return out
 
 
 def verdict(stage: str, records: list) -> tuple:

@@ -32,7 +32,7 @@ from ansible_collections.gradual.rollout.plugins.module_utils.migration.options 
     ladder_problems,
     stage_options,
 )
-from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates import GATE_TYPES
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates import GATE_TYPES, HOST_GATES
 
 # The choices of a plan, as types: a gate's type and a metric's comparison.
 GateType = Literal[GATE_TYPES]
@@ -427,6 +427,21 @@ def _gate_problems(where: str, gates: list, names: set) -> list:
             if args:
                 problems += _threshold_problems(gwhere + part, args)
                 problems += _url_problems(gwhere + part, args)
+        if gate.type in HOST_GATES:
+            problems += _host_gate_problems(gwhere, gate.args or {})
+    return problems
+
+
+def _host_gate_problems(where: str, args: dict) -> list:
+    """A log gate reads a file on each app host from where the rollout last left it."""
+    problems = []
+    if not isinstance(args.get("path"), str) or not args["path"].startswith("/"):
+        problems.append("%s: args.path %r must be the absolute path of the log on the app hosts"
+                        % (where, args.get("path")))
+    for key in ("since_offset", "since_inode", "position_only"):
+        if key in args:
+            problems.append("%s: args.%s is set by the rollout (the stage's start, then each watch's end); "
+                            "remove it" % (where, key))
     return problems
 
 

@@ -137,8 +137,9 @@ notes:
   - The log is read in 1 MiB chunks and only complete lines are counted; a last line still being
     written is left for the next run.
   - A single line longer than O(max_bytes) is never completed; keep O(max_bytes) well above the longest line.
-  - The plan's C(rollout_gates) measures gates on the controller, so this module is not a plan gate
-    type; run it in a task on the app hosts.
+  - As a gate of a rollout plan (its C(type) is C(log_check)), the playbook runs it on each app
+    host the gate judges and sets O(since_offset) and O(since_inode) itself - where the log ended
+    when the stage began, or where the last watch's reading ended.
 author:
   - gradual.rollout contributors (@gradual-rollout)
 """

@@ -58,6 +58,15 @@ options:
     description: Verify the TLS certificate of the public path.
     type: bool
     default: true
+  host_results:
+    description:
+      - The readings of the gates measured on the app hosts (type C(log_check)) - the registered
+        C(results) of a loop whose items are C([host, gate]) pairs (the host, the plan's gate). Each
+        such gate becomes one record, its figures per host - passed when every host passed, failed
+        when one failed, else inconclusive (also when no host returned a reading).
+    type: list
+    elements: dict
+    default: []
 attributes:
   check_mode:
     support: full

@@ -74,8 +74,12 @@ class FakeApp(JsonHandler):
     reading it (the flags of these tests never change, so no reload is needed)."""
 
     flags_path: Path
+    job_log: Path | None = None   # when set, each read of the flags (a reload's check) logs a job run
 
     def do_GET(self):  # noqa: N802 - http.server's name
+        if self.path == "/api/flags" and self.job_log is not None:
+            with self.job_log.open("a") as log:
+                log.write("[DailyRewards] Query count: 2\n[DailyRewards] Completed in 40ms\n")
         if self.path == "/api/flags":
             values = read_env_file(str(self.flags_path))[1]
             self.reply(200, {"flags": {k: {"value": v, "source": "env"} for k, v in values.items()}})
@@ -95,6 +99,7 @@ def app_host(tmp_path):
     flags = tmp_path / "flags.env"
     flags.write_text("USE_X=true\nLIMIT=10\n")
     FakeApp.flags_path = flags
+    FakeApp.job_log = None
     app = serve(FakeApp)
     yield ["-e", json.dumps({"rollout_app_port": app.server_address[1], "rollout_flags_path": str(flags),
                              "rollout_audit_file": str(tmp_path / "audit" / "flags.jsonl"),
@@ -288,3 +293,47 @@ def test_a_failed_watch_rolls_the_stage_back(tmp_path, postgres, pg_db, app_host
     # the rolled back stage is the next to run again; a watch finds nothing passed to watch
     proc = run(tmp_path, postgres, pg_db, watch_plan(HEALTH), *extra, "-e", "rollout_action=watch")
     assert proc.returncode == 0 and "no stage has passed: nothing to watch" in proc.stdout, proc.stdout[-3000:]
+
+
+JOBS = {"name": "jobs", "type": "log_check", "args": {
+    "path": "", "extract": [{"name": "query_count", "regex": "Query count: (\\d+)", "max_value": 3}]}}
+
+
+def test_log_gates_read_each_host_from_the_stage_start_and_a_watch_from_the_last_reading(
+        tmp_path, postgres, pg_db, app_host):
+    """Seed 003's "query count stays <= 3" read from the job log: the stage's gate reads what was
+    logged since the stage began (not the older 10001), each watch what was logged since the last
+    reading; a regression logged after the stage passed rolls it back at the next watch."""
+    extra, flags = app_host
+    log = tmp_path / "jobs.log"
+    log.write_text("[DailyRewards] Query count: 10001\n")   # before the stage: never judged
+    FakeApp.job_log = log
+    jobs = dict(JOBS, args=dict(JOBS["args"], path=str(log)))
+    the_plan = rerun_plan()
+    the_plan["stages"][0].update(gates=[jobs], watch={"gates": [jobs]})
+
+    proc = run(tmp_path, postgres, pg_db, the_plan, *extra)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    reading = json.loads(postgres.psql("SELECT figures->'jobs' FROM gradual.rollout_state WHERE stage = 'one'", pg_db))
+    assert reading["passed"] and reading["figures"]["fake-app"]["extractors"]["query_count"]["max"] == 2, reading
+    start = json.loads(postgres.psql("SELECT figures->'_log_positions' FROM gradual.rollout_state", pg_db))
+    assert start == {"fake-app": {str(log): {"offset": len("[DailyRewards] Query count: 10001\n"),
+                                             "inode": log.stat().st_ino}}}
+
+    size = log.stat().st_size
+    with log.open("a") as out:
+        out.write("[DailyRewards] Query count: 3\n")
+    proc = run(tmp_path, postgres, pg_db, the_plan, *extra, "-e", "rollout_action=watch")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    watched = json.loads(postgres.psql("SELECT gates->'jobs' FROM gradual.rollout_watch", pg_db))
+    assert watched["figures"]["fake-app"]["bytes_read"] == log.stat().st_size - size, watched
+
+    with log.open("a") as out:
+        out.write("[DailyRewards] Query count: 10001\n")
+    before = flags.read_text()
+    proc = run(tmp_path, postgres, pg_db, the_plan, *extra, "-e", "rollout_action=watch")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "stage one ROLLED BACK" in out, out[-3000:]
+    assert "watch of stage one failed: jobs: fake-app: " in out and "10001" in out, out[-3000:]
+    assert statuses(postgres, pg_db) == "one=rolled_back" and watches(postgres, pg_db) == "one=passed one=failed"
+    assert flags.read_text() == before

@@ -93,3 +93,37 @@ def test_a_watch_fails_on_a_failed_gate_and_holds_on_one_that_could_not_judge():
     assert RG.watch_outcome([unsure, bad]) == ("failed", "pool: utilization 93 exceeds 80")
     # a batch knows no middle: the inconclusive gate fails it
     assert not RG.verdict("s", [ok, unsure])[0]
+
+
+def log_result(passed, inconclusive=False, reason="ok", offset=120, path="/var/log/app/app.log"):
+    return {"path": path, "offset": offset, "inode": 7, "lines": 3, "changed": False,
+            "gate": {"passed": passed, "inconclusive": inconclusive, "reason": reason}}
+
+
+def test_a_log_gate_is_one_record_over_its_hosts():
+    both = RG.host_gate_record("jobs", "log_check", {"app2": log_result(True), "app1": log_result(True, offset=90)})
+    assert both.passed and both.reason == "passed on 2 host(s): app1, app2"
+    assert both.figures["app1"]["offset"] == 90 and both.figures["app2"]["passed"] is True
+    one_bad = RG.host_gate_record("jobs", "log_check", {
+        "app1": log_result(False, reason="query_count max 10001 exceeds max_value 3"),
+        "app2": log_result(False, inconclusive=True, reason="no line since the offset")})
+    assert not one_bad.passed and not one_bad.inconclusive
+    assert one_bad.reason == "app1: query_count max 10001 exceeds max_value 3"
+    unsure = RG.host_gate_record("jobs", "log_check", {"app1": log_result(True),
+                                                       "app2": log_result(False, True, "the log does not exist")})
+    assert unsure.inconclusive and unsure.reason == "app2: the log does not exist"
+    nobody = RG.host_gate_record("jobs", "log_check", {})
+    assert nobody.inconclusive and not nobody.passed and "no app host" in nobody.reason
+    # a module that failed without a verdict (bad arguments) fails the gate with its message
+    broken = RG.host_gate_record("jobs", "log_check", {"app1": {"failed": True, "msg": "bad regex"}})
+    assert not broken.passed and not broken.inconclusive and broken.reason == "app1: bad regex"
+
+
+def test_the_next_log_reading_starts_where_the_last_one_ended():
+    figures = {"jobs": RG.host_gate_record("jobs", "log_check", {"app1": log_result(True, offset=90)}).as_dict(),
+               "errors": RG.host_gate_record("errors", "log_check", {
+                   "app1": log_result(True, offset=40, path="/var/log/app/error.log")}).as_dict(),
+               "api_slo": {"gate_type": "http_slo", "figures": {"path": "/x", "offset": 1}},
+               "_snapshot": {"app1": {}}}
+    assert RG.positions_of(figures) == {"app1": {"/var/log/app/app.log": {"offset": 90, "inode": 7},
+                                                 "/var/log/app/error.log": {"offset": 40, "inode": 7}}}

@@ -95,7 +95,8 @@ def test_a_good_plan_loads_as_typed_objects():
 
 def test_the_gate_types_are_the_gate_modules():
     plan = good_plan()
-    plan["stages"][0]["gates"] = [{"name": t, "type": t, "args": {}} for t in GATE_TYPES]
+    plan["stages"][0]["gates"] = [{"name": t, "type": t, "args": {"path": "/var/log/x.log"} if t == "log_check" else {}}
+                                  for t in GATE_TYPES]
     assert plan_problems(plan) == []
 
 
@@ -339,7 +340,7 @@ def test_validation_does_not_modify_the_plan():
     assert plan == before
 
 
-def test_a_stage_may_gate_on_sql_check_but_not_yet_on_log_check():
+def test_a_stage_may_gate_on_sql_check_and_on_its_hosts_logs():
     plan = good_plan()
     plan["stages"][0]["gates"].append({"name": "hot_path_index", "type": "sql_check", "args": {
         "login_host": "db-replica.internal", "mode": "explain", "analyze": True,
@@ -347,9 +348,22 @@ def test_a_stage_may_gate_on_sql_check_but_not_yet_on_log_check():
     plan["metrics"].append({"name": "Plan time", "op": "<", "threshold": 50, "stage": "one",
                             "gate": "hot_path_index", "field": "figures.execution_time_ms"})
     assert plan_problems(plan) == []
-    # log_check runs on the app hosts; rollout_gates measures on the controller
-    plan["stages"][0]["gates"].append({"name": "errors", "type": "log_check", "args": {"path": "/var/log/x"}})
-    assert any("unknown gate type 'log_check'" in problem for problem in plan_problems(plan))
+    plan["stages"][0]["gates"].append({"name": "errors", "type": "log_check", "args": {
+        "path": "/var/log/app/error.log", "patterns": [{"name": "errors", "regex": "ERROR", "max_count": 0}]}})
+    assert plan_problems(plan) == []
+
+
+@pytest.mark.parametrize("args, expected", [
+    ({"path": "app.log"}, "args.path 'app.log' must be the absolute path of the log on the app hosts"),
+    ({}, "args.path None must be the absolute path"),
+    ({"path": "/var/log/a.log", "since_offset": 0}, "args.since_offset is set by the rollout"),
+    ({"path": "/var/log/a.log", "position_only": True}, "args.position_only is set by the rollout"),
+])
+def test_a_log_gate_names_its_bad_arguments(args, expected):
+    plan = good_plan()
+    plan["stages"][0]["watch"] = {"gates": [{"name": "jobs", "type": "log_check", "args": args}]}
+    problems = plan_problems(plan)
+    assert any(p.startswith("stage 'one' watch gate 'jobs': " + expected) for p in problems), problems
 
 
 # --- the watch of a passed stage through its bake --------------------------------------------------
@@ -369,8 +383,8 @@ def watch(state_id, verdict, at, reason="r"):
 
 @pytest.mark.parametrize("mutate, expected", [
     (lambda p: p["stages"][0].update(watch={"gates": []}), "stage 'one' watch: gates must list at least one gate"),
-    (lambda p: p["stages"][0].update(watch={"gates": [{"name": "g", "type": "log_check", "args": {}}]}),
-     "stage 'one' watch gate 'g': unknown gate type 'log_check'"),
+    (lambda p: p["stages"][0].update(watch={"gates": [{"name": "g", "type": "tail_check", "args": {}}]}),
+     "stage 'one' watch gate 'g': unknown gate type 'tail_check'"),
     (lambda p: p["stages"][0]["watch"].update(max_age_hours=0), "stage 'one' watch: max_age_hours 0 must be a number > 0"),
     (lambda p: p["stages"][0]["watch"].update(every="4h"), "unknown key 'watch.every'; known keys of watch: gates, max_age_hours"),
     (lambda p: p["stages"][0]["watch"]["gates"].append(dict(p["stages"][0]["watch"]["gates"][0])),
