@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 
@@ -198,3 +199,16 @@ def test_fault_switch_regresses_one_host_and_log_check_sees_it(run_app, full_db,
     assert status == 200 and back["path"] == "optimized" and back["queries"] == 2, back
     recovered = watch(since)
     assert recovered["rc"] == 0 and recovered["gate"]["passed"] is True, recovered.get("msg")
+
+
+def test_timer_runs_only_the_job_whose_interval_is_set(run_app, small_db):
+    url, log, _ = run_app(small_db, USE_OPTIMIZED_DAILY_REWARDS="true", JOB_DAILY_REWARDS_INTERVAL_MS="300")
+    deadline = time.monotonic() + 15
+    timed = []
+    while time.monotonic() < deadline and len(timed) < 2:
+        time.sleep(0.2)
+        timed = [json.loads(line) for line in log.read_text().splitlines()
+                 if line.startswith("{") and '"trigger":"timer"' in line and "Query count: 2 " in line]
+    assert len(timed) >= 2, log.read_text()[-2000:]
+    assert not msgs(log, BADGE_TAG)  # no interval set: off
+    assert metric(url, "app_job_runs_total", job="daily_rewards", path="optimized", status="ok") >= 2
