@@ -31,9 +31,9 @@
 // Errors: with APP_ERROR_LOG set (the app role: <app_log_dir>/error.log), job failures, requests
 // answered 500 and uncaught exceptions are appended there, one line each:
 //   2026-12-07T20:15:00.123Z ERROR goalgpt-api[1234] [Daily Reward Reminders] Job failed: <message>
-// (ISO time, then ERROR as the second field). With SENTRY_DSN set, errors of a request (answered 500) and uncaught exceptions are sent
-// to Sentry (@sentry/core with a node:http transport, see initSentry); unset, the SDK is not even
-// loaded and nothing is sent.
+// (ISO time, then ERROR as the second field). With SENTRY_DSN set, errors of a request (answered
+// 500) and uncaught exceptions are sent to Sentry (@sentry/core with a node:http transport, see
+// initSentry); unset, the SDK is not even loaded and nothing is sent.
 //
 // Flags and limits come from the environment (app.env + flags.env, loaded by PM2's ecosystem file
 // or systemd's EnvironmentFile=) and from the `feature_flags` table (name text, value jsonb) when

@@ -21,8 +21,9 @@ from ansible_run import ansible_adhoc, run_module
 DAILY_TAG = "[Daily Reward Reminders]"
 BADGE_TAG = "[Badge Auto Unlock]"
 # The watch's rules for the daily-rewards stage (seed 003: query count <= 3, < 5 s, no errors).
-JOB_RULES = dict(extract=[{"name": "query_count", "regex": r"\[Daily Reward Reminders\] Query count: (\d+)", "max_value": 3},
-                          {"name": "completed_ms", "regex": r"\[Daily Reward Reminders\] Completed in (\d+)ms", "max_p95": 5000}])
+JOB_RULES = dict(extract=[
+    {"name": "query_count", "regex": r"\[Daily Reward Reminders\] Query count: (\d+)", "max_value": 3},
+    {"name": "completed_ms", "regex": r"\[Daily Reward Reminders\] Completed in (\d+)ms", "max_p95": 5000}])
 ERROR_RULES = dict(patterns=[{"name": "errors", "regex": r"^\S+ ERROR ", "max_count": 0}])
 SMALL_USERS = 40
 
@@ -141,7 +142,8 @@ def test_flag_on_takes_the_optimised_path_within_the_seed_targets(run_app, small
     assert unlocked[0] == expected_badge_legacy_queries(postgres, small_db) - 2 - SMALL_USERS
     assert badge["unlocked_users"] == unlocked[1]
     lines = msgs(log, DAILY_TAG)
-    assert lines[:2] == [f"{DAILY_TAG} ✅ Optimized: Using window function query", f"{DAILY_TAG} Query count: 2 ({SMALL_USERS} users)"]
+    assert lines[:2] == [f"{DAILY_TAG} ✅ Optimized: Using window function query",
+                         f"{DAILY_TAG} Query count: 2 ({SMALL_USERS} users)"]
     assert f"{BADGE_TAG} ✅ Batch unlocked: {unlocked[1]} users" in msgs(log, BADGE_TAG)
     assert metric(url, "app_job_last_run_queries", job="badge_unlock") == badge["queries"]
     assert metric(url, "app_job_duration_seconds_count", job="daily_rewards", path="optimized") == 1
