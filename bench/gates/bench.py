@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT / "tests" / "harness"))
 sys.path.insert(0, str(ROOT / "build" / "collections"))
 os.environ.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
 
+import example_app  # noqa: E402
 import psycopg2  # noqa: E402
 import services  # noqa: E402
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # noqa: E402
@@ -206,40 +206,17 @@ def start_stdlib_server():
     return server
 
 
-def prepare_app(pg) -> Path | None:
+def prepare_app() -> Path | None:
     """The example app with its npm dependencies in build/ (examples/app stays untouched)."""
-    src = ROOT / "examples" / "app"
-    if not (src / "server.js").exists() or not shutil.which("node"):
-        return None
-    if (src / "node_modules").is_dir():
-        return src
-    app = ROOT / "build" / "bench-gates-app"
-    app.mkdir(parents=True, exist_ok=True)
-    for name in ("server.js", "package.json", "package-lock.json"):
-        if (src / name).exists():
-            shutil.copy2(src / name, app / name)
-    if not (app / "node_modules").is_dir():
-        cmd = ["npm", "ci", "--omit=dev", "--no-audit", "--no-fund"] if (app / "package-lock.json").exists() \
-            else ["npm", "install", "--omit=dev", "--no-audit", "--no-fund"]
-        proc = subprocess.run(cmd, cwd=app, capture_output=True, text=True, timeout=120, check=False)
-        if proc.returncode != 0:
-            print("npm failed, example app skipped:", proc.stderr[-500:], file=sys.stderr)
-            return None
+    app, why = example_app.prepare("bench-gates-app")
+    if app is None:
+        print("example app skipped:", why, file=sys.stderr)
     return app
 
 
 def start_app(app: Path, pg, redis_srv):
-    pg.psql("CREATE DATABASE goalgpt")
-    pg.psql((ROOT / "examples" / "app" / "migrations" / "001_base_schema.up.sql").read_text(), dbname="goalgpt")
-    port = services.free_port()
-    env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", PGHOST=pg.host, PGPORT=str(pg.port),
-               PGUSER=pg.user, PGPASSWORD=pg.password, PGDATABASE="goalgpt", REDIS_HOST="127.0.0.1",
-               REDIS_PORT=str(redis_srv.port), REDIS_USERNAME="app", REDIS_PASSWORD=redis_srv.app_password,
-               USE_REDIS_CACHE="true", CACHE_STANDINGS="true", NODE_ENV="production")
-    proc = subprocess.Popen(["node", "server.js"], cwd=app, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    services.wait_port(port, proc=proc)
-    return proc, f"http://127.0.0.1:{port}"
+    example_app.create_database(pg, "goalgpt", upto="001")
+    return example_app.start(app, pg, redis_srv, "goalgpt", USE_REDIS_CACHE="true", CACHE_STANDINGS="true")
 
 
 def slo_runs(url: str, label: str, requests: int = 5000, assertions: list | None = None) -> list:
@@ -270,7 +247,7 @@ def main() -> int:
               "samples_per_measure": N}
     try:
         stdlib_url = f"http://127.0.0.1:{stdlib.server_address[1]}/health/pool"
-        app = prepare_app(pg)
+        app = prepare_app()
         app_url = None
         if app is not None:
             app_proc, app_url = start_app(app, pg, redis_srv)

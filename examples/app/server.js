@@ -12,12 +12,28 @@
 //   GET /metrics             Prometheus exposition (prom-client): request duration per route pattern
 //                            and status, the pg pool read at scrape time, cache hits and misses, and
 //                            the database queries per request and their duration (the query count
-//                            seed 003 reads from logs), plus prom-client's process metrics. Under PM2
-//                            cluster mode each scrape is answered by one worker: its own figures
+//                            seed 003 reads from logs), the jobs' queries and duration, plus
+//                            prom-client's process metrics. Under PM2 cluster mode each scrape is
+//                            answered by one worker: its own figures
+//   POST /api/jobs/:name     runs a job now and answers its result: daily-rewards or badge-unlock
+//                            (seed 003's "Daily Reward Reminders" and "Badge Auto Unlock"). Loopback
+//                            callers only unless JOBS_HTTP_REMOTE=true; 409 while that job runs
 //
-// Errors: with SENTRY_DSN set, errors of a request (answered 500) and uncaught exceptions are sent
-// to Sentry (@sentry/core with a node:http transport, see initSentry); unset, the SDK is not even
-// loaded and nothing is sent.
+// Jobs (see "jobs" below): USE_OPTIMIZED_DAILY_REWARDS / USE_OPTIMIZED_BADGE_UNLOCK off take the
+// legacy path (one query per user, N+1), on the optimised one (2 queries / 1 + one per badge). Each
+// run logs, as the seed prints them, "[Daily Reward Reminders] Query count: 2 (10000 users)" and
+// "[Daily Reward Reminders] Completed in 35ms", counted by db(). JOB_DAILY_REWARDS_INTERVAL_MS and
+// JOB_BADGE_UNLOCK_INTERVAL_MS (0, the default: off) run them on a timer, in PM2's first worker only.
+// JOB_FAULT_FILE (lab only, unset by default) names a file read at every job run: a line
+// `<job|*> legacy` forces the legacy path (10000 users: "Query count: 10001"), `<job|*> error`
+// makes the run fail (a line in error.log).
+//
+// Errors: with APP_ERROR_LOG set (the app role: <app_log_dir>/error.log), job failures, requests
+// answered 500 and uncaught exceptions are appended there, one line each:
+//   2026-12-07T20:15:00.123Z ERROR goalgpt-api[1234] [Daily Reward Reminders] Job failed: <message>
+// (ISO time, then ERROR as the second field). With SENTRY_DSN set, errors of a request (answered
+// 500) and uncaught exceptions are sent to Sentry (@sentry/core with a node:http transport, see
+// initSentry); unset, the SDK is not even loaded and nothing is sent.
 //
 // Flags and limits come from the environment (app.env + flags.env, loaded by PM2's ecosystem file
 // or systemd's EnvironmentFile=) and from the `feature_flags` table (name text, value jsonb) when
@@ -158,6 +174,18 @@ if (env.SENTRY_DSN) {
 }
 const reportError = (err, context) => { if (sentry) sentry.capture(err, context); };
 
+// error.log: one line per error, appended (O_APPEND: whole lines even from PM2's cluster workers).
+const ERROR_LOG = env.APP_ERROR_LOG || '';
+function errorLog(text) {
+  if (!ERROR_LOG) return;
+  const line = `${new Date().toISOString()} ERROR ${APP_NAME}[${process.pid}] ${String(text).replace(/\s*\n\s*/g, ' ')}\n`;
+  try {
+    fs.appendFileSync(ERROR_LOG, line);
+  } catch (err) {
+    log('warn', 'cannot write the error log', { path: ERROR_LOG, error: err.message });
+  }
+}
+
 // ---- metrics ----------------------------------------------------------------------------------
 // Bounded label values only: the route is the matched pattern (/api/standings/:id, never the raw
 // URL), unknown paths are `unmatched`. Buckets include 3 s, the seeds' response-time threshold.
@@ -189,6 +217,30 @@ const queryDuration = new promClient.Histogram({
   labelNames: ['route'],
   buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
   registers: [metrics],
+});
+// Jobs: runs by outcome, queries and duration of each run, and the last run's query count (what a
+// Prometheus gate compares with the seed's thresholds: <= 3 daily rewards, <= 10 badge unlock).
+const jobRuns = new promClient.Counter({
+  name: 'app_job_runs_total', help: 'Job runs by job, path (legacy or optimized) and status (ok or error)',
+  labelNames: ['job', 'path', 'status'], registers: [metrics],
+});
+const queriesPerJob = new promClient.Histogram({
+  name: 'app_db_queries_per_job',
+  help: 'Database queries issued by one run of a job, by job and path',
+  labelNames: ['job', 'path'],
+  buckets: [1, 2, 3, 5, 10, 20, 50, 100, 1000, 10000, 100000],
+  registers: [metrics],
+});
+const jobDuration = new promClient.Histogram({
+  name: 'app_job_duration_seconds',
+  help: 'Duration of a job run, by job and path',
+  labelNames: ['job', 'path'],
+  buckets: [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+  registers: [metrics],
+});
+const jobLastQueries = new promClient.Gauge({
+  name: 'app_job_last_run_queries', help: 'Database queries of the last run of a job (this process)',
+  labelNames: ['job'], registers: [metrics],
 });
 // Per-request context (route pattern and query count) that db() reads without threading it through.
 const requestContext = new AsyncLocalStorage();
@@ -405,6 +457,158 @@ async function metricsHandler(req, res) {
   res.end(data);
 }
 
+// ---- jobs -------------------------------------------------------------------------------------
+// Seed 003's two jobs on the tables of migration 004. Every query goes through db() inside a
+// context of its own, so the count logged is the count the database served.
+const JOB_FAULT_FILE = env.JOB_FAULT_FILE || '';
+
+// The lab's fault switch, read at every run (no reload): lines `<job|*> legacy|error`, # comments.
+function jobFault(name) {
+  if (!JOB_FAULT_FILE) return null;
+  let text;
+  try {
+    text = fs.readFileSync(JOB_FAULT_FILE, 'utf8');
+  } catch (err) {
+    return null; // absent: no fault
+  }
+  for (const line of text.split(/\r?\n/)) {
+    const m = line.replace(/#.*/, '').trim().match(/^(\S+)\s+(legacy|error)$/);
+    if (m && (m[1] === '*' || m[1] === name)) return m[2];
+  }
+  return null;
+}
+
+async function dailyRewards(optimized, say) {
+  if (optimized) {
+    say('✅ Optimized: Using window function query');
+    const users = Number((await db('SELECT count(*) AS n FROM app_users')).rows[0].n);
+    const res = await db(
+      `INSERT INTO reward_reminders (user_id, remind_on)
+       SELECT u.id, current_date
+         FROM app_users u
+         LEFT JOIN (SELECT user_id, claimed_on,
+                           row_number() OVER (PARTITION BY user_id ORDER BY claimed_on DESC) AS rn
+                      FROM daily_reward_claims) last ON last.user_id = u.id AND last.rn = 1
+        WHERE last.claimed_on IS DISTINCT FROM current_date
+       ON CONFLICT (user_id, remind_on) DO NOTHING`);
+    return { users, reminders: res.rowCount };
+  }
+  say('Legacy: one query per user');
+  const ids = (await db('SELECT id FROM app_users ORDER BY id')).rows.map((r) => r.id);
+  let reminders = 0;
+  for (const id of ids) {
+    const res = await db(
+      `INSERT INTO reward_reminders (user_id, remind_on)
+       SELECT $1, current_date
+        WHERE NOT EXISTS (SELECT 1 FROM daily_reward_claims WHERE user_id = $1 AND claimed_on = current_date)
+       ON CONFLICT (user_id, remind_on) DO NOTHING`, [id]);
+    reminders += res.rowCount;
+  }
+  return { users: ids.length, reminders };
+}
+
+async function badgeUnlock(optimized, say) {
+  const badges = (await db('SELECT id, min_claims FROM badges ORDER BY min_claims')).rows;
+  const unlockedUsers = new Set();
+  let users;
+  if (optimized) {
+    users = Number((await db('SELECT count(*) AS n FROM app_users')).rows[0].n);
+    for (const badge of badges) { // one set-based statement per badge
+      const res = await db(
+        `INSERT INTO user_badges (user_id, badge_id)
+         SELECT c.user_id, $1 FROM daily_reward_claims c JOIN app_users u ON u.id = c.user_id
+          GROUP BY c.user_id HAVING count(*) >= $2
+         ON CONFLICT (user_id, badge_id) DO NOTHING RETURNING user_id`, [badge.id, badge.min_claims]);
+      for (const row of res.rows) unlockedUsers.add(row.user_id);
+    }
+  } else {
+    const ids = (await db('SELECT id FROM app_users ORDER BY id')).rows.map((r) => r.id);
+    users = ids.length;
+    for (const id of ids) { // per user: its claims, then one statement per badge it qualifies for
+      const claims = Number((await db('SELECT count(*) AS n FROM daily_reward_claims WHERE user_id = $1', [id])).rows[0].n);
+      for (const badge of badges) {
+        if (claims < badge.min_claims) continue;
+        const res = await db(
+          'INSERT INTO user_badges (user_id, badge_id) VALUES ($1, $2) ON CONFLICT (user_id, badge_id) DO NOTHING',
+          [id, badge.id]);
+        if (res.rowCount > 0) unlockedUsers.add(id);
+      }
+    }
+  }
+  say(`✅ Batch unlocked: ${unlockedUsers.size} users`);
+  return { users, unlocked_users: unlockedUsers.size };
+}
+
+// name -> [seed's log tag, flag, implementation, metric label]
+const JOBS = {
+  'daily-rewards': ['Daily Reward Reminders', 'USE_OPTIMIZED_DAILY_REWARDS', dailyRewards, 'daily_rewards'],
+  'badge-unlock': ['Badge Auto Unlock', 'USE_OPTIMIZED_BADGE_UNLOCK', badgeUnlock, 'badge_unlock'],
+};
+const jobsRunning = new Set();
+
+// Runs a job once; resolves to its result (status ok or error), never rejects.
+async function runJob(name, trigger) {
+  const [tag, flagName, impl, label] = JOBS[name];
+  const fault = jobFault(name);
+  const optimized = flag(flagName) && fault !== 'legacy';
+  const jobPath = optimized ? 'optimized' : 'legacy';
+  const say = (msg, extra = {}) => log('info', `[${tag}] ${msg}`, { job: name, ...extra });
+  const ctx = { route: `job:${name}`, queries: 0 };
+  const started = process.hrtime.bigint();
+  jobsRunning.add(name);
+  let result; let error = null;
+  try {
+    result = await requestContext.run(ctx, async () => {
+      if (fault === 'error') throw new Error(`injected fault (JOB_FAULT_FILE ${JOB_FAULT_FILE}): ${name} fails`);
+      return impl(optimized, say);
+    });
+  } catch (err) {
+    error = err;
+  } finally {
+    jobsRunning.delete(name);
+  }
+  const ms = Math.round(Number(process.hrtime.bigint() - started) / 1e6);
+  const status = error ? 'error' : 'ok';
+  jobRuns.inc({ job: label, path: jobPath, status });
+  queriesPerJob.observe({ job: label, path: jobPath }, ctx.queries);
+  jobDuration.observe({ job: label, path: jobPath }, ms / 1000);
+  jobLastQueries.set({ job: label }, ctx.queries);
+  const users = result ? ` (${result.users} users)` : '';
+  say(`Query count: ${ctx.queries}${users}`, { path: jobPath, trigger });
+  if (error) {
+    log('error', `[${tag}] Job failed: ${error.message}`, { job: name, path: jobPath, trigger });
+    errorLog(`[${tag}] Job failed: ${error.message}`);
+    reportError(error, { job: name });
+  } else {
+    say(`Completed in ${ms}ms`, { path: jobPath, trigger });
+  }
+  return { job: name, path: jobPath, status, queries: ctx.queries, duration_ms: ms, fault,
+    ...(result || {}), ...(error ? { error: error.message } : {}) };
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+async function jobHandler(req, res, name) {
+  if (req.method !== 'POST') {
+    send(res, 405, { error: `method ${req.method} not allowed: POST runs the job` });
+    return;
+  }
+  if (!['true', '1', 'yes', 'on'].includes(String(env.JOBS_HTTP_REMOTE || '').toLowerCase())
+      && !LOOPBACK.has(req.socket.remoteAddress)) {
+    send(res, 403, { error: 'jobs run from loopback only (JOBS_HTTP_REMOTE=true opens them)' });
+    return;
+  }
+  if (!Object.prototype.hasOwnProperty.call(JOBS, name)) {
+    send(res, 404, { error: `no job ${JSON.stringify(name)}; jobs: ${Object.keys(JOBS).join(', ')}` });
+    return;
+  }
+  if (jobsRunning.has(name)) {
+    send(res, 409, { error: `${name} is running` });
+    return;
+  }
+  const out = await runJob(name, 'http');
+  send(res, out.status === 'ok' ? 200 : 500, out);
+}
+
 // [pattern, regex, handler(req, res, match)]: the pattern is the `route` label of the metrics.
 const ROUTES = [
   ['/health', /^\/health$/, health],
@@ -412,6 +616,7 @@ const ROUTES = [
   ['/api/flags', /^\/api\/flags$/, flags],
   ['/metrics', /^\/metrics$/, metricsHandler],
   ['/api/standings/:id', /^\/api\/standings\/([^/]+)$/, (req, res, m) => standings(req, res, decodeURIComponent(m[1]))],
+  ['/api/jobs/:name', /^\/api\/jobs\/([^/]+)$/, (req, res, m) => jobHandler(req, res, decodeURIComponent(m[1]))],
 ];
 
 function matchRoute(pathname) {
@@ -423,6 +628,7 @@ function matchRoute(pathname) {
 }
 
 async function route(req, res, matched) {
+  if (matched.pattern === '/api/jobs/:name') return matched.handler(req, res, matched.m); // POST
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     send(res, 405, { error: `method ${req.method} not allowed` });
     return;
@@ -448,6 +654,7 @@ const server = http.createServer((req, res) => {
   });
   requestContext.run(ctx, () => route(req, res, matched)).catch((err) => {
     log('error', 'request failed', { url: req.url, error: err.message });
+    errorLog(`request failed: ${req.method} ${matched.pattern}: ${err.message}`);
     reportError(err, { route: matched.pattern, method: req.method });
     if (!res.headersSent) send(res, 500, { error: 'internal error' });
   });
@@ -466,6 +673,7 @@ function shutdown(reason) {
   shuttingDown = true;
   log('info', 'shutting down: no new connections, finishing in-flight requests', { reason });
   clearInterval(flagTimer);
+  jobTimers.forEach(clearInterval);
   server.close(async () => {
     await closeClients();
     log('info', 'stopped cleanly');
@@ -487,16 +695,27 @@ if (sentry) {
   // Unhandled rejections arrive here too (origin unhandledRejection: Node's default mode, throw).
   process.on('uncaughtException', (err, origin) => {
     log('error', 'uncaught exception', { origin, error: err && err.message });
+    errorLog(`uncaught exception (${origin}): ${err && err.message}`);
     reportError(err, { origin });
     sentry.flush(2000).finally(() => process.exit(1));
   });
 }
 
 let flagTimer = null;
+const jobTimers = [];
 (async () => {
   await refreshTableFlags();
   flagTimer = setInterval(() => { refreshTableFlags(); }, FLAG_REFRESH_MS);
   flagTimer.unref();
+  // Job timers: off unless an interval is set; under PM2 cluster mode in the first worker only.
+  if ((env.NODE_APP_INSTANCE ?? '0') === '0') {
+    for (const [name, envName] of [['daily-rewards', 'JOB_DAILY_REWARDS_INTERVAL_MS'], ['badge-unlock', 'JOB_BADGE_UNLOCK_INTERVAL_MS']]) {
+      const every = intEnv(envName, 0);
+      if (every > 0) {
+        jobTimers.push(setInterval(() => { if (!jobsRunning.has(name) && !shuttingDown) runJob(name, 'timer'); }, every));
+      }
+    }
+  }
   server.listen(PORT, HOST, () => {
     log('info', 'listening', { host: HOST, port: PORT, flags_table: flagsTableState });
     if (typeof process.send === 'function') process.send('ready'); // PM2 wait_ready
