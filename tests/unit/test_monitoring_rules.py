@@ -31,6 +31,8 @@ EXPECTED = {
     "PostgresLongTransaction": ("database", "warning", "10m", ">= 1"),
     "PostgresPoolUtilisationHigh": ("database", "warning", "5m", ">= 0.8"),
     "PostgresReplicationLagHigh": ("database", "warning", "5m", ">= 30"),
+    # Issue #22, item 2: PgBouncer's pools (the exporters role's pool exporter), clients queued.
+    "PgbouncerClientsWaiting": ("database", "warning", "5m", ">= 1"),
     "BackupTooOld": ("backup", "critical", "10m", "> 26 * 3600"),
     # Issue #24, item 4: WAL archiving failures (pg_stat_archiver, through the backup role's textfile).
     "BackupArchiveFailing": ("backup", "warning", "1m", "[15m]) > 0"),
