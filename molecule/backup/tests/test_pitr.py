@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -37,8 +38,8 @@ def output(res):
     return " ".join((res.stdout + res.stderr).split())
 
 
-def psql(host, sql, db="postgres"):
-    return host.check_output(f"su postgres -c \"psql -XAtq -d {db} -c \\\"{sql}\\\"\"")
+def psql(host, sql, db="postgres", port=5432):
+    return host.check_output(f"su postgres -c \"psql -XAtq -p {port} -d {db} -c \\\"{sql}\\\"\"")
 
 
 @pytest.fixture(scope="module")
@@ -358,3 +359,57 @@ def test_a_stanza_without_a_backup_is_named(host, full_backup):
     assert ("backup_pgbackrest_stanza=never_backed_up: no backup of this stanza in the repository "
             "(missing stanza path)") in out, out[-3000:]
     assert not host.file(SCRATCH).exists
+
+
+# --- A standby rebuilt from the repository (issue #24, item 1) ---------------------------------------
+
+STANDBY = "/var/lib/postgresql/standby-scratch"
+PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
+
+
+def test_a_standby_rebuilt_from_the_repository_replays_the_archive(host, full_backup):
+    """The scenario has no replica host: a scratch standby beside the primary on the database host,
+    restored by playbooks/backup_standby.yml (`pgbackrest restore --type=standby` of the newest
+    backup, nothing copied from the primary), started on its own port. It stays in recovery, and a
+    row written on the primary after the restore reaches it through the repository (its
+    restore_command is archive-get; it has no primary_conninfo, so not by streaming). Over the
+    running primary's data directory the same playbook refuses, even with backup_standby_delta."""
+    floor = psql(host, "select string_agg(name || ' = ' || setting, chr(10)) from pg_settings where name in "
+                       "('max_connections', 'max_worker_processes', 'max_wal_senders', "
+                       "'max_prepared_transactions', 'max_locks_per_transaction')")
+    res = playbook("backup_standby.yml", f"backup_standby_path={STANDBY}")
+    out = output(res)
+    try:
+        assert res.returncode == 0, out[-3000:]
+        assert f"{STANDBY}: standby restored from backup" in out, out[-3000:]
+        assert host.file(f"{STANDBY}/standby.signal").exists
+        assert "archive-get" in host.file(f"{STANDBY}/postgresql.auto.conf").content_string
+        conf = "\n".join(["port = 5498", "listen_addresses = ''", "unix_socket_directories = '/var/run/postgresql'",
+                          f"hba_file = '{psql(host, 'show hba_file')}'", f"ident_file = '{psql(host, 'show ident_file')}'",
+                          "hot_standby = on", "shared_buffers = 128MB", floor, ""])
+        host.check_output(f"printf %s {shlex.quote(conf)} > {STANDBY}/postgresql.conf && chown postgres: {STANDBY}/postgresql.conf")
+        host.check_output(f"su postgres -c '{PG_CTL} -D {STANDBY} -l {STANDBY}/standby.log -w -t 120 start'")
+        assert psql(host, "select pg_is_in_recovery()", port=5498) == "t"
+        row = int(psql(host, "insert into gradual_restore_drill_marker (note) values ('test: after the standby restore') "
+                             "returning id"))
+        psql(host, "select pg_switch_wal()")
+        started = time.monotonic()
+        for attempt in range(60):  # up to 30 s
+            if psql(host, f"select count(*) from gradual_restore_drill_marker where id = {row}", port=5498) == "1":
+                break
+            time.sleep(0.5)
+        assert psql(host, f"select count(*) from gradual_restore_drill_marker where id = {row}", port=5498) == "1", (
+            host.run(f"tail -n 20 {STANDBY}/standby.log").stdout)
+        assert psql(host, "select pg_is_in_recovery()", port=5498) == "t"
+        assert psql(host, "select count(*) from pg_stat_wal_receiver", port=5498) == "0"
+        print(f"standby from the repository: the primary's row {row} replayed from the archive "
+              f"{time.monotonic() - started:.1f} s after its WAL switch")
+    finally:
+        host.run(f"su postgres -c '{PG_CTL} -D {STANDBY} -m immediate stop'")
+        host.run(f"rm -rf {STANDBY}")
+    primary_data = psql(host, "show data_directory")
+    res = playbook("backup_standby.yml", f"backup_standby_path={primary_data}", "backup_standby_delta=true")
+    assert res.returncode != 0
+    assert f"backup_standby_path={primary_data} is the data of a running cluster (postmaster.pid)" in output(res), (
+        output(res)[-3000:])
+    assert psql(host, "select pg_is_in_recovery()") == "f"
