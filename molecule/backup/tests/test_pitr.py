@@ -246,7 +246,7 @@ def test_repository_unreachable_backup_fails_and_no_wal_is_lost(host, repo, full
             break
         time.sleep(0.5)
     assert ready_segments(host) == []
-    failed_before, _ = archive_failures(host)
+    failed_before = archive_failures(host)[0]
     repository_metrics = host.file(f"{TEXTFILE}/gradual_backup_pgbackrest.prom").content_string
     psql(host, "create table if not exists gradual_restore_drill_marker (id bigserial primary key, "
                "at timestamptz not null default clock_timestamp(), note text not null)")
