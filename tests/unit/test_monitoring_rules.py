@@ -34,6 +34,8 @@ EXPECTED = {
     # Issue #22, item 2: PgBouncer's pools (the exporters role's pool exporter), clients queued.
     "PgbouncerClientsWaiting": ("database", "warning", "5m", ">= 1"),
     "BackupTooOld": ("backup", "critical", "10m", "> 26 * 3600"),
+    # Issue #24, item 5: a database the role backs up that was never backed up (no timestamp to age).
+    "BackupNeverSucceeded": ("backup", "critical", "26h", "unless on (instance, job, database, method)"),
     # Issue #24, item 4: WAL archiving failures (pg_stat_archiver, through the backup role's textfile).
     "BackupArchiveFailing": ("backup", "warning", "1m", "[15m]) > 0"),
     "BackupArchiveStuck": ("backup", "critical", "15m", "> gradual_backup_archive_last_archived_timestamp_seconds"),

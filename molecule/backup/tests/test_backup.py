@@ -147,6 +147,7 @@ def test_pgbackrest_metrics_match_the_repository(host, dumped, promtool):
     for kind in {b["type"] for b in backups}:
         assert got[("gradual_backup_type_last_success_timestamp_seconds", key + (("type", kind),))] == max(
             b["timestamp"]["stop"] for b in backups if b["type"] == kind)
+    assert got[("gradual_backup_configured", key)] == 1
     archive = metrics(host, promtool, "archive")
     assert ("gradual_backup_archive_failed_total", (("database", "main"),)) in archive
 
@@ -165,3 +166,23 @@ def test_a_failed_dump_leaves_the_metrics_and_a_good_one_updates_them(host, dump
     stamp = metrics(host, promtool, "pg_dump")[pg_dump_key("gradual_backup_last_success_timestamp_seconds")]
     host.check_output("sleep 1 && systemctl start gradual-pg-backup.service")
     assert metrics(host, promtool, "pg_dump")[pg_dump_key("gradual_backup_last_success_timestamp_seconds")] > stamp
+
+
+def test_a_database_never_dumped_is_configured_without_a_success(host, dumped, promtool):
+    """A database created after the last dump: gradual_backup_configured names it, no success series
+    does (BackupNeverSucceeded in roles/monitoring fires on that pair after 26 h); the next dump
+    gives it one."""
+    host.check_output("su postgres -c 'createdb gr_never_dumped'")
+    try:
+        host.check_output("/usr/local/sbin/gradual-backup-metrics pg_dump")
+        got = metrics(host, promtool, "pg_dump")
+        assert got[pg_dump_key("gradual_backup_configured", "gr_never_dumped")] == 1
+        assert got[pg_dump_key("gradual_backup_configured")] == 1
+        assert pg_dump_key("gradual_backup_last_success_timestamp_seconds", "gr_never_dumped") not in got
+        assert pg_dump_key("gradual_backup_last_success_timestamp_seconds") in got
+        host.check_output("systemctl start gradual-pg-backup.service")
+        got = metrics(host, promtool, "pg_dump")
+        assert pg_dump_key("gradual_backup_last_success_timestamp_seconds", "gr_never_dumped") in got
+    finally:
+        host.run("su postgres -c 'dropdb --if-exists gr_never_dumped'")
+        host.run(f"rm -rf {DIR}/gr_never_dumped")
