@@ -161,8 +161,8 @@ def test_fault_switch_regresses_one_host_and_log_check_sees_it(run_app, full_db,
     start = run_module("log_check", dict(path=str(log), since_offset=0, position_only=True))
     assert start["rc"] == 0, start
 
-    def watch(since, path=log, rules=JOB_RULES):
-        return run_module("log_check", dict(rules, path=str(path), since_offset=since["offset"],
+    def watch(since, path=log, rules=None):
+        return run_module("log_check", dict(rules or JOB_RULES, path=str(path), since_offset=since["offset"],
                                             since_inode=since["inode"]))
 
     status, ok = call(url + "/api/jobs/daily-rewards")
@@ -204,7 +204,7 @@ def test_fault_switch_regresses_one_host_and_log_check_sees_it(run_app, full_db,
 
 
 def test_timer_runs_only_the_job_whose_interval_is_set(run_app, small_db):
-    url, log, _ = run_app(small_db, USE_OPTIMIZED_DAILY_REWARDS="true", JOB_DAILY_REWARDS_INTERVAL_MS="300")
+    url, log, _error_log = run_app(small_db, USE_OPTIMIZED_DAILY_REWARDS="true", JOB_DAILY_REWARDS_INTERVAL_MS="300")
     deadline = time.monotonic() + 15
     timed = []
     while time.monotonic() < deadline and len(timed) < 2:

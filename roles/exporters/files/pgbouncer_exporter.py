@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """PgBouncer's pools for Prometheus (gradual.rollout.exporters).
 
 Each scrape of /metrics opens one connection to PgBouncer's console as a stats user (read-only SHOW
