@@ -257,4 +257,7 @@ class DrainWatch:
 
 
 def workdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="gr-scale-", dir=str(ROOT / "tests" / "output")))
+    # tests/output exists under run-tests.sh; a direct pytest run of the scenario makes it
+    output = ROOT / "tests" / "output"
+    output.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="gr-scale-", dir=str(output)))
