@@ -56,13 +56,13 @@ def trial(canary_url, baseline_urls, args):
 
 
 def series(name, canary_delay, args):
-    servers = [delayed(canary_delay)] + [delayed(args.base_ms / 1000.0) for _ in range(2)]
+    servers = [delayed(canary_delay)] + [delayed(args.base_ms / 1000.0) for _index in range(2)]
     urls = ["http://127.0.0.1:%d/health" % s.server_address[1] for s in servers]
     t0 = time.monotonic()
     failed = inconclusive = 0
     ps, diffs = [], []
     try:
-        for _ in range(args.runs):
+        for _run in range(args.runs):
             out = trial(urls[0], urls[1:], args)
             failed += not out["passed"] and not out["inconclusive"]
             inconclusive += out["inconclusive"]

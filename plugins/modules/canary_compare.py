@@ -65,7 +65,8 @@ options:
     type: bool
     default: true
 requirements: [scipy]
-author: gradual.rollout contributors
+author:
+  - gradual.rollout contributors (@gradual-rollout)
 """
 
 EXAMPLES = r"""

@@ -14,7 +14,7 @@ from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan impor
 
 def sample(median, n=100, seed=1, spread=0.1):
     rng = random.Random(seed)
-    return [median * (1 + rng.uniform(-spread, spread)) for _ in range(n)]
+    return [median * (1 + rng.uniform(-spread, spread)) for _index in range(n)]
 
 
 def test_known_samples_give_scipys_p_and_the_common_language_effect_size():
