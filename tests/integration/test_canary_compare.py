@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ansible_run import run_module
+from ansible_run import ansible_adhoc, run_module
 from json_http import JsonHandler, serve
 
 
@@ -75,3 +75,19 @@ def test_bad_settings_fail_before_any_request(servers):
     out = compare([servers(0.010)], [servers(0.010)], alpha=2)
     assert out.get("failed") and "alpha=2.0 must be between 0 and 1" in out["msg"]
     assert "figures" not in out
+
+
+def test_rollout_gates_places_the_url_on_the_changed_and_unchanged_hosts(servers):
+    url = servers(0.005)
+    port = int(url.split(":")[2].split("/")[0])
+    gate = {"name": "canary", "type": "canary_compare", "args": {"url": "/health", "requests": 30, "concurrency": 1}}
+    # two names of one loopback server: the wiring, not the statistics, is under test here
+    res = ansible_adhoc("rollout_gates", {"stage": "s1", "gates": [gate], "app_port": port,
+                                          "changed_hosts": ["localhost"], "unchanged_hosts": ["127.0.0.1"]})
+    record = res["gates"]["canary"]
+    assert record["gate_type"] == "canary_compare" and record["passed"] is True, record
+    assert sorted(record["figures"]["hosts"]) == ["http://127.0.0.1:%d/health" % port,
+                                                   "http://localhost:%d/health" % port]
+    # a watch passes no changed host: inconclusive, the watch holds the plan
+    watch = ansible_adhoc("rollout_gates", {"stage": "s1", "gates": [gate], "app_port": port})
+    assert watch["gates"]["canary"]["inconclusive"] is True and watch["verdict"] == "inconclusive"
