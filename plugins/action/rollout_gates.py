@@ -17,11 +17,13 @@ from ansible_collections.gradual.rollout.plugins.module_utils.http_probe import 
     run_load,
 )
 from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates import (
+    COMPARE_GATES,
     GATE_MODULES,
     HOST_GATES,
     PUBLIC_PATH,
     PUBLIC_PATH_FIELDS,
     GateRecord,
+    compare_args,
     host_gate_record,
     record_from_result,
     resolve_args,
@@ -40,6 +42,8 @@ ARGUMENT_SPEC = dict(
     public_requests=dict(type="int", default=10),
     public_validate_certs=dict(type="bool", default=True),
     host_results=dict(type="list", elements="dict", default=[]),
+    changed_hosts=dict(type="list", elements="str", default=[]),
+    unchanged_hosts=dict(type="list", elements="str", default=[]),
 )
 
 
@@ -73,6 +77,19 @@ class ActionModule(ActionBase):
         hostvars = (task_vars.get("hostvars") or {}).get(host) or {}
         return str(hostvars.get("rollout_address") or hostvars.get("ansible_host") or host)
 
+    def _compare(self, gate: dict, args: dict, task_vars: dict) -> GateRecord:
+        """A gate comparing the changed hosts with the unchanged ones, each on its own address."""
+        if not args["changed_hosts"]:
+            return GateRecord(gate["name"], gate["type"], False, "no changed host to compare (a watch, or "
+                              "no batch done): the comparison cannot judge", {}, inconclusive=True)
+        bases = {host: "http://%s:%d" % (self._address(host, task_vars), args["app_port"])
+                 for host in args["changed_hosts"] + args["unchanged_hosts"]}
+        module_args = compare_args(gate.get("args"), [bases[h] for h in args["changed_hosts"]],
+                                   [bases[h] for h in args["unchanged_hosts"]])
+        result = self._execute_module(module_name=GATE_MODULES[gate["type"]], module_args=module_args,
+                                      task_vars=task_vars)
+        return record_from_result(gate["name"], gate["type"], result)
+
     def _gate(self, gate: dict, base: str, task_vars: dict) -> GateRecord:
         load = Load(resolve_args(gate["load"], base)) if gate.get("load") else None
         if load:
@@ -99,7 +116,9 @@ class ActionModule(ActionBase):
             if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[1], dict):
                 by_gate.setdefault(item[1].get("name"), {})[str(item[0])] = entry
         records = [host_gate_record(gate["name"], gate["type"], by_gate.get(gate["name"]) or {})
-                   if gate["type"] in HOST_GATES else self._gate(gate, base, task_vars) for gate in args["gates"]]
+                   if gate["type"] in HOST_GATES
+                   else self._compare(gate, args, task_vars) if gate["type"] in COMPARE_GATES
+                   else self._gate(gate, base, task_vars) for gate in args["gates"]]
 
         public_url = args["public_url"] or (
             "https://%s%s" % (self._address(args["public_hosts"][0], task_vars), args["public_path"])

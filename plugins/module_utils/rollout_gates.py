@@ -23,9 +23,13 @@ GATE_MODULES = {
     "sql_check": "gradual.rollout.sql_check",
     "prometheus_check": "gradual.rollout.prometheus_check",
     "log_check": "gradual.rollout.log_check",
+    "canary_compare": "gradual.rollout.canary_compare",
 }
 GATE_TYPES = tuple(GATE_MODULES)
 HOST_GATES = ("log_check",)
+# Gates that compare the hosts a stage changed with those it has not changed yet: they need both
+# host lists (rollout_gates' changed_hosts / unchanged_hosts), so a watch cannot have them.
+COMPARE_GATES = ("canary_compare",)
 # What a host gate's next reading starts from, per host: the fields of its result to keep.
 LOG_POSITION = ("offset", "inode")
 
@@ -154,4 +158,14 @@ def resolve_args(args: dict, base: str) -> dict:
     out = dict(args or {})
     if "url" in out:
         out["url"] = target_url(out["url"], base)
+    return out
+
+
+def compare_args(args: dict, changed_bases: list, unchanged_bases: list) -> dict:
+    """A compare gate's module arguments: its ``url`` path placed on every changed host's base
+    (``canary_urls``) and every unchanged host's (``baseline_urls``)."""
+    out = dict(args or {})
+    url = out.pop("url", "/health")
+    out["canary_urls"] = [target_url(url, base) for base in changed_bases]
+    out["baseline_urls"] = [target_url(url, base) for base in unchanged_bases]
     return out

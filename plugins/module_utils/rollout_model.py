@@ -32,7 +32,11 @@ from ansible_collections.gradual.rollout.plugins.module_utils.migration.options 
     ladder_problems,
     stage_options,
 )
-from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates import GATE_TYPES, HOST_GATES
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates import (
+    COMPARE_GATES,
+    GATE_TYPES,
+    HOST_GATES,
+)
 
 # The choices of a plan, as types: a gate's type and a metric's comparison.
 GateType = Literal[GATE_TYPES]
@@ -415,7 +419,7 @@ def _migrate_problems(where: str, migrate) -> list:
     return problems
 
 
-def _gate_problems(where: str, gates: list, names: set) -> list:
+def _gate_problems(where: str, gates: list, names: set, watch: bool = False) -> list:
     """Problems of a list of GATES at WHERE; NAMES collects their names (a name used twice is one)."""
     problems = []
     for gindex, gate in enumerate(gates):
@@ -429,6 +433,27 @@ def _gate_problems(where: str, gates: list, names: set) -> list:
                 problems += _url_problems(gwhere + part, args)
         if gate.type in HOST_GATES:
             problems += _host_gate_problems(gwhere, gate.args or {})
+        if gate.type in COMPARE_GATES:
+            problems += _compare_gate_problems(gwhere, gate.args or {}, watch)
+    return problems
+
+
+def _compare_gate_problems(where: str, args: dict, watch: bool) -> list:
+    """A canary_compare gate: alpha in (0, 1), a ratio tolerance >= 1; in a stage only (a watch
+    re-measures a stage whose hosts are all changed: there is no baseline to compare with)."""
+    problems = []
+    if watch:
+        problems.append("%s: a canary_compare gate needs hosts not changed yet; a watch has none "
+                        "(use it among the stage's gates)" % where)
+    alpha = args.get("alpha")
+    if alpha is not None and not (_is_number(alpha) and 0 < alpha < 1):
+        problems.append("%s: alpha %r must be a number between 0 and 1 (exclusive)" % (where, alpha))
+    ratio = args.get("max_median_ratio")
+    if ratio is not None and not (_is_number(ratio) and ratio >= 1):
+        problems.append("%s: max_median_ratio %r must be a number >= 1" % (where, ratio))
+    if "canary_urls" in args or "baseline_urls" in args:
+        problems.append("%s: canary_urls and baseline_urls are set by the rollout from the stage's hosts; "
+                        "give url (a path such as \"/health\")" % where)
     return problems
 
 
@@ -481,7 +506,7 @@ def _semantic_problems(plan: Plan) -> list:
                 problems.append("%s: gates must list at least one gate to re-measure" % watch_where)
             if stage.watch.max_age_hours is not None and stage.watch.max_age_hours <= 0:
                 problems.append("%s: max_age_hours %r must be a number > 0" % (watch_where, stage.watch.max_age_hours))
-            problems += _gate_problems(watch_where, stage.watch.gates or [], set())
+            problems += _gate_problems(watch_where, stage.watch.gates or [], set(), watch=True)
         if name is not None:
             # a migration's result (lock waits, versions) can feed a metric like a gate's
             gates_by_stage[name] = gate_names | ({"migrate"} if stage.actions.migrate else set())

@@ -67,6 +67,22 @@ options:
     type: list
     elements: dict
     default: []
+  changed_hosts:
+    description:
+      - The stage's hosts changed so far (the canary after the first batch), for gates of type
+        C(canary_compare) (M(gradual.rollout.canary_compare)); each host's address is its
+        C(rollout_address), else C(ansible_host), else its name, with O(app_port).
+      - Empty (as in a watch), such a gate is inconclusive.
+    type: list
+    elements: str
+    default: []
+  unchanged_hosts:
+    description:
+      - The stage's hosts not changed yet (the baseline of a C(canary_compare) gate). Empty, that
+        gate is inconclusive (the batch changed every host).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
