@@ -86,8 +86,8 @@ def test_rollout_gates_places_the_url_on_the_changed_and_unchanged_hosts(servers
                                           "changed_hosts": ["localhost"], "unchanged_hosts": ["127.0.0.1"]})
     record = res["gates"]["canary"]
     assert record["gate_type"] == "canary_compare" and record["passed"] is True, record
-    assert sorted(record["figures"]["hosts"]) == ["http://127.0.0.1:%d/health" % port,
-                                                   "http://localhost:%d/health" % port]
+    expected = ["http://127.0.0.1:%d/health" % port, "http://localhost:%d/health" % port]
+    assert sorted(record["figures"]["hosts"]) == expected
     # a watch passes no changed host: inconclusive, the watch holds the plan
     watch = ansible_adhoc("rollout_gates", {"stage": "s1", "gates": [gate], "app_port": port})
     assert watch["gates"]["canary"]["inconclusive"] is True and watch["verdict"] == "inconclusive"
