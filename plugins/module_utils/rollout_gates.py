@@ -100,14 +100,25 @@ def host_gate_record(name: str, gate_type: str, results: dict) -> GateRecord:
     per_host = {host: record_from_result(name, gate_type, result) for host, result in sorted(results.items())}
     figures = {host: dict(record.figures, passed=record.passed, inconclusive=record.inconclusive)
                for host, record in per_host.items()}
-    failed = ["%s: %s" % (host, r.reason) for host, r in per_host.items() if not r.passed and not r.inconclusive]
-    unsure = ["%s: %s" % (host, r.reason) for host, r in per_host.items() if not r.passed and r.inconclusive]
     if not per_host:
         return GateRecord(name, gate_type, False, "no app host returned a reading", {}, inconclusive=True)
-    if failed or unsure:
-        return GateRecord(name, gate_type, False, "; ".join(failed or unsure), figures, inconclusive=not failed)
+    outcome, reason = judge(per_host.items())
+    if outcome != "passed":
+        return GateRecord(name, gate_type, False, reason, figures, inconclusive=outcome == "inconclusive")
     return GateRecord(name, gate_type, True, "passed on %d host(s): %s" % (len(per_host), ", ".join(per_host)),
                       figures)
+
+
+def judge(labelled) -> tuple:
+    """(outcome, reason) of LABELLED (label, record) pairs: ``failed`` when a record failed outright,
+    ``inconclusive`` when the only records that did not pass could not judge, else ``passed``
+    (reason None); the reason names each record behind the outcome by its label."""
+    labelled = list(labelled)
+    failed = ["%s: %s" % (label, r.reason) for label, r in labelled if not r.passed and not r.inconclusive]
+    unsure = ["%s: %s" % (label, r.reason) for label, r in labelled if not r.passed and r.inconclusive]
+    if failed or unsure:
+        return ("failed" if failed else "inconclusive"), "; ".join(failed or unsure)
+    return "passed", None
 
 
 def positions_of(figures: dict) -> dict:
@@ -137,12 +148,8 @@ def watch_outcome(records: list) -> tuple:
     rolled back), ``inconclusive`` when the only gates that did not pass could not judge (no data,
     a source down: the plan holds), ``passed`` otherwise. A stage's batch knows no such middle:
     there an inconclusive gate fails (``verdict``)."""
-    failed = [r for r in records if not r.passed and not r.inconclusive]
-    unsure = [r for r in records if not r.passed and r.inconclusive]
-    if failed or unsure:
-        return ("failed" if failed else "inconclusive",
-                "; ".join("%s: %s" % (r.name, r.reason) for r in failed or unsure))
-    return "passed", "all %d gate(s) passed" % len(records)
+    outcome, reason = judge((r.name, r) for r in records)
+    return outcome, reason or "all %d gate(s) passed" % len(records)
 
 
 def target_url(url: str, base: str) -> str:
