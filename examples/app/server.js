@@ -26,7 +26,8 @@
 // JOB_BADGE_UNLOCK_INTERVAL_MS (0, the default: off) run them on a timer, in PM2's first worker only.
 // JOB_FAULT_FILE (lab only, unset by default) names a file read at every job run: a line
 // `<job|*> legacy` forces the legacy path (10000 users: "Query count: 10001"), `<job|*> error`
-// makes the run fail (a line in error.log).
+// makes the run fail (a line in error.log), `http delay <ms>` makes every request wait that long
+// before it is handled (a slow canary; re-read at most once a second).
 //
 // Errors: with APP_ERROR_LOG set (the app role: <app_log_dir>/error.log), job failures, requests
 // answered 500 and uncaught exceptions are appended there, one line each:
@@ -458,24 +459,40 @@ async function metricsHandler(req, res) {
 }
 
 // ---- jobs -------------------------------------------------------------------------------------
-// Seed 003's two jobs on the tables of migration 004. Every query goes through db() inside a
+// Seed 003's two jobs on their tables (migration 001). Every query goes through db() inside a
 // context of its own, so the count logged is the count the database served.
 const JOB_FAULT_FILE = env.JOB_FAULT_FILE || '';
 
-// The lab's fault switch, read at every run (no reload): lines `<job|*> legacy|error`, # comments.
-function jobFault(name) {
-  if (!JOB_FAULT_FILE) return null;
-  let text;
+// The lab's fault switch (no reload): its lines without # comments, [] when unset or absent.
+function faultLines() {
+  if (!JOB_FAULT_FILE) return [];
   try {
-    text = fs.readFileSync(JOB_FAULT_FILE, 'utf8');
+    return fs.readFileSync(JOB_FAULT_FILE, 'utf8').split(/\r?\n/).map((l) => l.replace(/#.*/, '').trim());
   } catch (err) {
-    return null; // absent: no fault
+    return []; // absent: no fault
   }
-  for (const line of text.split(/\r?\n/)) {
-    const m = line.replace(/#.*/, '').trim().match(/^(\S+)\s+(legacy|error)$/);
+}
+
+// Read at every job run: lines `<job|*> legacy|error`.
+function jobFault(name) {
+  for (const line of faultLines()) {
+    const m = line.match(/^(\S+)\s+(legacy|error)$/);
     if (m && (m[1] === '*' || m[1] === name)) return m[2];
   }
   return null;
+}
+
+// `http delay <ms>`: milliseconds every request waits first; the file is read at most once a second.
+const httpFault = { readAt: 0, delayMs: 0 };
+function httpFaultDelay() {
+  if (!JOB_FAULT_FILE) return 0;
+  const now = Date.now();
+  if (now - httpFault.readAt >= 1000) {
+    httpFault.readAt = now;
+    const m = faultLines().map((l) => l.match(/^http\s+delay\s+(\d+)$/)).find(Boolean);
+    httpFault.delayMs = m ? Number(m[1]) : 0;
+  }
+  return httpFault.delayMs;
 }
 
 async function dailyRewards(optimized, say) {
@@ -652,7 +669,10 @@ const server = http.createServer((req, res) => {
     end({ status_code: res.statusCode });
     if (matched.pattern !== '/metrics') queriesPerRequest.observe({ route: matched.pattern }, ctx.queries);
   });
-  requestContext.run(ctx, () => route(req, res, matched)).catch((err) => {
+  const delay = httpFaultDelay();
+  const handle = delay ? () => new Promise((ok) => { setTimeout(ok, delay); }).then(() => route(req, res, matched))
+    : () => route(req, res, matched);
+  requestContext.run(ctx, handle).catch((err) => {
     log('error', 'request failed', { url: req.url, error: err.message });
     errorLog(`request failed: ${req.method} ${matched.pattern}: ${err.message}`);
     reportError(err, { route: matched.pattern, method: req.method });

@@ -1,5 +1,5 @@
 """The example app's two jobs (seed 003: daily reward reminders, badge auto-unlock) run for real:
-node examples/app/server.js against the harness's PostgreSQL (migrations 001-004) and Redis.
+node examples/app/server.js against the harness's PostgreSQL (its migrations) and Redis.
 Flag off: the legacy path, one query per user; flag on: <= 3 / <= 10 queries. The seed's log lines
 land in the app's log, failures in error.log, the counts in /metrics; the lab's fault switch
 (JOB_FAULT_FILE) turns a run legacy or failing without a restart, and gradual.rollout.log_check
@@ -38,9 +38,9 @@ def app_dir():
 
 @pytest.fixture(scope="module")
 def small_db(postgres):
-    """Migrations 001-004 with the demo users cut to SMALL_USERS, so legacy runs stay short."""
+    """Migration 001 with the demo users cut to SMALL_USERS, so legacy runs stay short."""
     name = "t_example_app_jobs_small"
-    example_app.create_database(postgres, name, upto="004")
+    example_app.create_database(postgres, name, upto="001")
     postgres.psql(f"DELETE FROM daily_reward_claims WHERE user_id > {SMALL_USERS}; "
                   f"DELETE FROM app_users WHERE id > {SMALL_USERS}", dbname=name)
     yield name
@@ -49,9 +49,9 @@ def small_db(postgres):
 
 @pytest.fixture(scope="module")
 def full_db(postgres):
-    """Migrations 001-004 as they are: the seed's 10000 users."""
+    """Migration 001 as they are: the seed's 10000 users."""
     name = "t_example_app_jobs_full"
-    example_app.create_database(postgres, name, upto="004")
+    example_app.create_database(postgres, name, upto="001")
     yield name
     postgres.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -214,3 +214,22 @@ def test_timer_runs_only_the_job_whose_interval_is_set(run_app, small_db):
     assert len(timed) >= 2, log.read_text()[-2000:]
     assert not msgs(log, BADGE_TAG)  # no interval set: off
     assert metric(url, "app_job_runs_total", job="daily_rewards", path="optimized", status="ok") >= 2
+
+
+def test_fault_switch_http_delay_slows_every_request_then_lets_go(run_app, small_db, tmp_path):
+    """`http delay <ms>` (the lab's slow canary): each request waits that long before it is handled;
+    the switch is re-read at most once a second, so removing it ends the delay."""
+    fault = tmp_path / "job-fault"
+    url, _log, _error_log = run_app(small_db, JOB_FAULT_FILE=str(fault))
+
+    def health_ms():
+        start = time.monotonic()
+        assert call(url + "/health", method="GET")[0] == 200
+        return (time.monotonic() - start) * 1000
+
+    fault.write_text("http delay 300\n")
+    time.sleep(1.2)
+    assert min(health_ms() for _ in range(3)) >= 300
+    fault.unlink()
+    time.sleep(1.2)
+    assert min(health_ms() for _ in range(3)) < 300
