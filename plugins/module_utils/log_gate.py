@@ -174,10 +174,10 @@ class Matcher:
         }
 
 
-def judge(patterns: list, extractors: list, figures: dict, truncated: bool, note) -> dict:
+def judge(patterns: list, extractors: list, figures: dict, truncated: bool, note, empty_ok: bool = False) -> dict:
     """The gate of a read: a threshold broken in what was read fails (even when the read was cut
-    short); otherwise no line, the byte cap, an unread part of a rotated log, or an extractor with
-    fewer numbers than its min_count make the result inconclusive."""
+    short); otherwise no line (unless EMPTY_OK), the byte cap, an unread part of a rotated log, or an
+    extractor with fewer numbers than its min_count make the result inconclusive."""
     failures = []
     why = []
     for rule in patterns:
@@ -192,7 +192,7 @@ def judge(patterns: list, extractors: list, figures: dict, truncated: bool, note
             why.append("%s: %d number(s) extracted, fewer than min_count %d" % (rule["name"], got["count"], wanted))
         for figure, option in (("max", "max_value"), ("mean", "max_mean"), ("p95", "max_p95")):
             failures.append(G.check_max("%s %s" % (rule["name"], figure), got[figure], option, rule.get(option)))
-    if figures["lines"] == 0:
+    if figures["lines"] == 0 and not empty_ok:
         why.insert(0, "no line since the offset")
     if truncated:
         why.insert(0, "max_bytes reached before the end of the log: the rest is read by the next call")

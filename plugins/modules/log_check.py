@@ -117,6 +117,14 @@ options:
         V(64mb) (MiB) or V(1gb).
     type: raw
     default: 64mb
+  empty_ok:
+    description:
+      - Judge a read that found no new line as a reading (every O(patterns) count is 0) instead of
+        an inconclusive one. For a log that is written only when something goes wrong, such as an
+        error log, where silence is the good news. The log must still exist and be readable, and
+        an extractor still needs its C(min_count) numbers.
+    type: bool
+    default: false
   position_only:
     description:
       - Read nothing; return the current end of the log as C(offset) and its C(inode), to start a
@@ -177,6 +185,7 @@ EXAMPLES = r"""
     since_offset: 0
     since_time: "2026-01-01T08:00:00Z"
     time_regex: "^(\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d)"
+    empty_ok: true
     patterns:
       - name: errors
         regex: "."
@@ -278,6 +287,7 @@ def argument_spec() -> dict:
             max_value=dict(type="float"), max_mean=dict(type="float"), max_p95=dict(type="float"),
             min_count=dict(type="int", default=1))),
         max_bytes=dict(type="raw", default="64mb"),
+        empty_ok=dict(type="bool", default=False),
         position_only=dict(type="bool", default=False),
         **G.verdict_argument_spec(),
     )
@@ -343,7 +353,7 @@ def run(p: dict, opts: dict) -> dict:
                rotated=segments[0][0] == L.ROTATED or note is not None,
                files_read=[dict(f, path=rotated_path if f["file"] == L.ROTATED else p["path"])
                            for f in done["files"]])
-    out["gate"] = L.judge(opts["patterns"], opts["extractors"], out, done["truncated"], note)
+    out["gate"] = L.judge(opts["patterns"], opts["extractors"], out, done["truncated"], note, empty_ok=p["empty_ok"])
     return out
 
 
