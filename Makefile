@@ -38,7 +38,7 @@ docker: ## start a Docker engine if none runs
 image: docker  ## build (or reuse) the base image gradual/debian12-systemd
 	@$(H)/build-image.sh
 
-lab-up: deps image  ## six lab hosts over SSH (inventories/lab)
+lab-up: deps image  ## seven lab hosts over SSH (inventories/lab)
 	@$(H)/lab.sh up
 
 lab-down:  ## remove the lab hosts and network

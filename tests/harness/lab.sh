@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The lab: six systemd containers on one docker network, reached by Ansible over SSH like real
+# The lab: seven systemd containers on one docker network, reached by Ansible over SSH like real
 # hosts. Usage: lab.sh up|down|status
 # shellcheck source=tests/harness/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -8,7 +8,8 @@ cd "$GR_ROOT" || exit 1
 NET=gradual-lab
 SUBNET=${GR_LAB_SUBNET:-172.28.87.0/24}
 declare -A HOSTS=([db1]=172.28.87.11 [db2]=172.28.87.12 [cache1]=172.28.87.21
-                  [web1]=172.28.87.31 [app1]=172.28.87.41 [app2]=172.28.87.42)
+                  [web1]=172.28.87.31 [app1]=172.28.87.41 [app2]=172.28.87.42
+                  [mon1]=172.28.87.51)
 KEY=.lab/id_ed25519
 APT_CACHE_BASE="$GR_STATE/apt-archives-lab"   # one package cache per host: apt locks it
 

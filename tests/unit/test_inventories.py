@@ -15,11 +15,15 @@ import yaml
 from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan import load_plan
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB_HOSTS = {"db1", "db2", "cache1", "web1", "app1", "app2"}
+LAB_HOSTS = {"db1", "db2", "cache1", "web1", "app1", "app2", "mon1"}
 # Beside this Python first (.venv), else on PATH (ansible-test units runs a Python of its own choice).
 BIN_PATH = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 INVENTORY_BIN = shutil.which("ansible-inventory", path=BIN_PATH)
 ANSIBLE_BIN = shutil.which("ansible", path=BIN_PATH)
+
+
+# The vault variables the plan's gate presets read.
+PLAN_SECRETS = ("vault_redis_admin_password", "vault_monitoring_admin_password", "vault_analytics_db_password")
 
 
 def inventory_cli(source: Path, *args: str, binary=INVENTORY_BIN, **env_vars: str) -> subprocess.CompletedProcess:
@@ -34,7 +38,7 @@ def templated_var(source: Path, host: str, name: str):
     """Variable NAME of HOST as a play would use it: templated by Ansible (the debug action runs on
     the controller, nothing connects). The vault's secrets stand in as a placeholder."""
     proc = inventory_cli(source, host, "-m", "ansible.builtin.debug", "-a", "var=" + name,
-                         "-e", "vault_redis_admin_password=placeholder", binary=ANSIBLE_BIN,
+                         *("-e%s=placeholder" % secret for secret in PLAN_SECRETS), binary=ANSIBLE_BIN,
                          ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     # the JSON document, after what other enabled callbacks (profile_tasks) print before it
@@ -68,7 +72,7 @@ def test_no_stray_hosts(inventory):
     assert groups.get("ungrouped", set()) == set(), groups["ungrouped"]
 
 
-def test_lab_has_its_six_hosts():
+def test_lab_has_its_seven_hosts():
     groups = graph("lab")
     hosts = set().union(*groups.values())
     assert hosts == LAB_HOSTS
