@@ -6,7 +6,7 @@
 # bounded request loop on web1 goes through nginx, then the report printed.
 # The rollout state of the plan is reset first (DEMO_RESET=0 keeps it and resumes instead), and
 # the app hosts go back to the plan's baseline with playbooks/rollback.yml.
-# Leaves running: the lab's six containers and the Docker engine (`make lab-down` removes the
+# Leaves running: the lab's seven containers and the Docker engine (`make lab-down` removes the
 # lab; the engine stays, as `make docker` would leave it).
 # Durations and the request loop's figures: reports/demo-timings.json.
 # shellcheck source=tests/harness/lib.sh
@@ -16,6 +16,8 @@ export PATH="$GR_ROOT/.venv/bin:$PATH" ANSIBLE_CONFIG="$GR_ROOT/ansible.cfg"
 export ANSIBLE_VAULT_PASSWORD_FILE="$GR_ROOT/tests/harness/vault-pass.sh"
 INV=(-i inventories/lab ${DEMO_EXTRA_INVENTORY:+-i "$DEMO_EXTRA_INVENTORY"})
 export PLAN_BAKE_SCALE=${DEMO_BAKE_SCALE:-0} PLAN_TIMINGS=reports/demo-stages.json
+# before each watch, the app's two jobs run once on every app host, as their timers would
+export PLAN_BEFORE_WATCH=tests/harness/lab-jobs.sh
 mkdir -p reports
 timings=reports/demo-timings.json
 loop_out=reports/demo-requests.json
@@ -75,5 +77,6 @@ PY
 cat reports/rollout-*.md
 loop_summary
 say "make demo took ${total}s (per stage: $timings)"
-say "left running: the lab (six containers; \`make lab-down\` removes them) and the Docker engine"
+say "left running: the lab (seven containers; \`make lab-down\` removes them) and the Docker engine"
 say "the lab's nginx: https://172.28.87.31/ (self-signed certificate)"
+say "the lab's Prometheus: http://172.28.87.51:9090/ and Alertmanager: http://172.28.87.51:9093/ (user admin; password: \`ansible-vault view --vault-password-file .lab/vault-pass inventories/lab/group_vars/all/vault.yml\`, vault_monitoring_admin_password)"

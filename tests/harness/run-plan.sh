@@ -4,8 +4,9 @@
 #   run-plan.sh [ansible-playbook options...]     e.g. run-plan.sh -i inventories/lab
 # PLAN_BAKE_SCALE scales the bake times (default 0: no wait). PLAN_TIMINGS names a JSON file for
 # the seconds per stage (and per watch). A stage held for a watch of the stage before it gets that
-# watch first (what the AWX watch schedule does meanwhile). Prints "stages run: N" last; exits
-# with the failed run's status.
+# watch first (what the AWX watch schedule does meanwhile); PLAN_BEFORE_WATCH names a command run
+# before each watch (make demo: tests/harness/lab-jobs.sh, the app's jobs the watch's log gates
+# read). Prints "stages run: N" last; exits with the failed run's status.
 # shellcheck source=tests/harness/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$GR_ROOT" || exit 1
@@ -45,6 +46,7 @@ for _ in $(seq 1 "$max"); do
   # held for a watch of the stage before it: the watch an AWX schedule would have run meanwhile
   if [ "$rc" -ne 0 ] && [ "$outcome" = refused ] && [[ "$(result_field reason)" == *"rollout_action=watch"* ]]; then
     say "stage ${stage:-?} waits for a watch of the stage before it: watching"
+    [ -z "${PLAN_BEFORE_WATCH:-}" ] || $PLAN_BEFORE_WATCH || say "PLAN_BEFORE_WATCH ($PLAN_BEFORE_WATCH) failed"
     watch_start=$(date +%s)
     set +e
     ansible-playbook "$@" rollout.yml -e rollout_action=watch -e rollout_result_file="$result"

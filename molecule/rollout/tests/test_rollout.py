@@ -172,6 +172,186 @@ def test_status_prints_every_stage():
         assert stage in proc.stdout
 
 
+# ---- the watch on production signals (a plan of its own, so the demo's state stays as it is) ----
+FAULT_FILE = "/var/log/goalgpt-api/job-fault"   # app_job_fault_file of inventories/lab
+LAB_JOBS = str(ROOT / "tests" / "harness" / "lab-jobs.sh")
+WATCH_GATES = [
+    {"name": "daily_rewards_job", "type": "log_check", "args": "{{ rollout_gate_daily_rewards_log }}"},
+    {"name": "error_log", "type": "log_check", "args": "{{ rollout_gate_error_log }}"},
+    {"name": "error_rate", "type": "prometheus_check", "args": "{{ rollout_gate_error_rate }}"},
+    {"name": "alerts", "type": "prometheus_check", "args": "{{ rollout_gate_alerts }}"},
+]
+SLO = {"name": "api_slo", "type": "http_slo", "args": "{{ rollout_gate_slo }}"}
+
+
+def plan_file(tmp_path, name: str, stages: list) -> str:
+    path = tmp_path / ("%s.json" % name)
+    path.write_text(json.dumps({"rollout_plan": {
+        "name": name, "baseline": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "100"}, "stages": stages}}), encoding="utf-8")
+    return "@%s" % path
+
+
+def watch_plan(tmp_path) -> str:
+    """Seed 003's "check every 4 hours" on a flag of its own: the first stage is watched on the
+    app's job log, its error log and Prometheus; the second is due only after a passed watch."""
+    return plan_file(tmp_path, "lab-watch", [
+        {"name": "batch_size", "bake_hours": 0, "serial": ["100%"],
+         "actions": {"flags": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "200"}}, "gates": [SLO],
+         "watch": {"max_age_hours": 6, "gates": WATCH_GATES}},
+        {"name": "batch_size_back", "bake_hours": 0, "serial": ["100%"],
+         "actions": {"flags": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "100"}}, "gates": [SLO]},
+    ])
+
+
+def watches(plan: str) -> list:
+    out = docker("exec", "gr-lab-db1", "runuser", "-u", "postgres", "--", "psql", "-d", "goalgpt", "-AtXc",
+                 "SELECT coalesce(json_agg(w ORDER BY w.id), '[]') FROM gradual.rollout_watch w "
+                 "WHERE w.plan = '%s'" % plan)
+    return json.loads(out)
+
+
+def plan_rows(plan: str, stage: str) -> list:
+    out = docker("exec", "gr-lab-db1", "runuser", "-u", "postgres", "--", "psql", "-d", "goalgpt", "-AtXc",
+                 "SELECT coalesce(json_agg(r ORDER BY id), '[]') FROM gradual.rollout_state r "
+                 "WHERE plan = '%s' AND stage = '%s'" % (plan, stage))
+    return json.loads(out)
+
+
+def notifications(plan: str) -> list:
+    lines = (ROOT / "reports" / "notify.jsonl").read_text(encoding="utf-8").splitlines()
+    return [e for e in map(json.loads, lines) if e.get("plan") == plan]
+
+
+def run_jobs(*hosts: str) -> str:
+    proc = subprocess.run([LAB_JOBS, *hosts], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    print(proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+def set_fault(host: str, text: str | None) -> None:
+    if text is None:
+        docker("exec", "gr-lab-%s" % host, "rm", "-f", FAULT_FILE)
+    else:
+        docker("exec", "gr-lab-%s" % host, "sh", "-c", "printf '%%s\\n' '%s' > %s && chmod 0644 %s"
+               % (text, FAULT_FILE, FAULT_FILE))
+
+
+def test_a_regression_on_one_host_is_rolled_back_by_the_next_watch(tmp_path):
+    """Fault (a): the stage passed; then app2's daily job regresses (the fault switch forces the
+    legacy path: "Query count: 10001"). The next watch reads it in app2's log, rolls the stage back
+    on every host, and the state, the notification and the report say which gate and why."""
+    plan = watch_plan(tmp_path)
+    assert playbook("rollout.yml", "-e", plan, "-e", "rollout_action=reset").returncode == 0
+    proc = playbook("rollout.yml", "-e", plan)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert all(served_flags(h)["BADGE_AUTO_UNLOCK_BATCH_SIZE"] == "200" for h in APPS)
+    set_fault("app2", "daily-rewards legacy")
+    try:
+        out = run_jobs("app1", "app2")
+        assert '"queries":10001' in out.replace(" ", ""), out
+        watch = playbook("rollout.yml", "-e", plan, "-e", "rollout_action=watch")
+    finally:
+        set_fault("app2", None)
+    assert watch.returncode != 0 and "ROLLED BACK" in watch.stdout, watch.stdout[-3000:]
+    row = plan_rows("lab-watch", "batch_size")[-1]
+    assert row["status"] == "rolled_back", row
+    assert "daily_rewards_job" in row["reason"] and "app2" in row["reason"] and "10001" in row["reason"], row
+    last = watches("lab-watch")[-1]
+    assert last["verdict"] == "failed" and last["state_id"] == row["id"], last
+    judged = last["gates"]["daily_rewards_job"]["figures"]
+    assert judged["app2"]["extractors"]["query_count"]["max"] == 10001, judged
+    assert judged["app1"]["extractors"]["query_count"]["max"] <= 3, judged
+    for host in APPS:
+        assert served_flags(host)["BADGE_AUTO_UNLOCK_BATCH_SIZE"] == "100"
+    nginx_serves()
+    assert drained() == []
+    events = notifications("lab-watch")
+    assert any(e.get("event") == "watch" and e.get("verdict") == "failed" for e in events), events
+    assert any(e.get("event") == "rolled_back" and "daily_rewards_job" in (e.get("reason") or "") for e in events), events
+    assert playbook("rollout.yml", "-e", plan, "-e", "rollout_action=report").returncode == 0
+    report = (ROOT / "reports" / "rollout-lab-watch.md").read_text(encoding="utf-8")
+    assert "daily_rewards_job" in report and "10001" in report, report
+
+
+def test_prometheus_down_during_a_watch_holds_the_next_stage_until_a_watch_passes(tmp_path):
+    """Fault (b): Prometheus stopped on mon1 during a watch: inconclusive, nothing rolled back, a
+    notification, and the next stage refused; once Prometheus is back a watch passes and the next
+    stage runs."""
+    plan = watch_plan(tmp_path)
+    assert playbook("rollout.yml", "-e", plan, "-e", "rollout_action=reset").returncode == 0
+    assert playbook("rollout.yml", "-e", plan).returncode == 0
+    run_jobs("app1", "app2")
+    docker("exec", "gr-lab-mon1", "systemctl", "stop", "prometheus")
+    try:
+        watch = playbook("rollout.yml", "-e", plan, "-e", "rollout_action=watch")
+    finally:
+        docker("exec", "gr-lab-mon1", "systemctl", "start", "prometheus")
+    assert watch.returncode != 0 and "WATCH INCONCLUSIVE" in watch.stdout, watch.stdout[-3000:]
+    row = plan_rows("lab-watch", "batch_size")[-1]
+    assert row["status"] == "passed", row
+    last = watches("lab-watch")[-1]
+    assert last["verdict"] == "inconclusive", last
+    assert not last["gates"]["error_rate"]["passed"] and last["gates"]["error_rate"]["inconclusive"], last
+    assert last["gates"]["daily_rewards_job"]["passed"], last
+    assert all(served_flags(h)["BADGE_AUTO_UNLOCK_BATCH_SIZE"] == "200" for h in APPS)
+    assert any(e.get("event") == "watch" and e.get("verdict") == "inconclusive" for e in notifications("lab-watch"))
+    result = tmp_path / "result.json"
+    held = playbook("rollout.yml", "-e", plan, "-e", "rollout_result_file=%s" % result)
+    assert held.returncode != 0 and json.loads(result.read_text())["outcome"] == "refused", held.stdout[-3000:]
+    assert plan_rows("lab-watch", "batch_size_back") == []
+
+    wait_for(lambda: get("http://172.28.87.51:9090/-/ready")[0] in (200, 401), "Prometheus back on mon1", timeout=120)
+    time.sleep(15)  # a few scrapes (5 s) after the restart
+    run_jobs("app1", "app2")
+    again = playbook("rollout.yml", "-e", plan, "-e", "rollout_action=watch")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert watches("lab-watch")[-1]["verdict"] == "passed"
+    after = playbook("rollout.yml", "-e", plan)
+    assert after.returncode == 0, after.stdout[-3000:]
+    assert plan_rows("lab-watch", "batch_size_back")[-1]["status"] == "passed"
+    assert all(served_flags(h)["BADGE_AUTO_UNLOCK_BATCH_SIZE"] == "100" for h in APPS)
+
+
+def median_ms(url: str, n: int = 30) -> float:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        get(url)
+        times.append((time.perf_counter() - start) * 1000)
+    return sorted(times)[n // 2]
+
+
+def test_a_canary_three_times_slower_than_its_baseline_fails_under_the_absolute_threshold(tmp_path):
+    """Fault (c): app1 (the canary batch) answers after a delay that makes it ~3x app2 (its baseline),
+    still far under the plan's absolute p95 bound: the canary gate fails and the stage rolls back."""
+    base = median_ms("http://%s:3000/health" % APPS["app2"])
+    delay = max(2, round(2 * base))
+    gate = {"name": "canary", "type": "canary_compare",
+            "args": {"url": "/health", "requests": 60, "concurrency": 1, "max_median_increase_ms": base / 2}}
+    plan = plan_file(tmp_path, "lab-canary", [
+        {"name": "canary_batch_size", "bake_hours": 0, "serial": [1, "100%"],
+         "actions": {"flags": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "300"}},
+         "gates": [dict(SLO, args={"url": "/health", "requests": 60, "concurrency": 2, "max_p95_ms": 500}), gate]}])
+    assert playbook("rollout.yml", "-e", plan, "-e", "rollout_action=reset").returncode == 0
+    set_fault("app1", "http delay %d" % delay)
+    try:
+        time.sleep(1.5)  # the app re-reads the switch once a second
+        proc = playbook("rollout.yml", "-e", plan)
+    finally:
+        set_fault("app1", None)
+    assert proc.returncode != 0 and "ROLLED BACK" in proc.stdout, proc.stdout[-3000:]
+    row = plan_rows("lab-canary", "canary_batch_size")[-1]
+    assert row["status"] == "rolled_back" and "canary" in row["reason"], row
+    record = row["figures"]["canary"]
+    assert record["passed"] is False and not record.get("inconclusive"), record
+    figures = record["figures"]
+    print("canary: baseline median %.2f ms, delay %d ms: %s" % (base, delay, figures))
+    assert figures["median_ratio"] >= 2 and figures["canary_median_ms"] < 500, figures
+    assert row["figures"]["api_slo"]["passed"], row["figures"]["api_slo"]   # under the absolute bound
+    assert all(served_flags(h)["BADGE_AUTO_UNLOCK_BATCH_SIZE"] == "100" for h in APPS)
+    nginx_serves()
+
+
 # ---- a bad plan -------------------------------------------------------------------------------
 def _plan(stages: list) -> dict:
     return {"rollout_plan": {"name": PLAN, "baseline": {"USE_OPTIMIZED_DAILY_REWARDS": "false"}, "stages": stages}}
