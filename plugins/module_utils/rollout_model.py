@@ -141,7 +141,9 @@ class Metric:
     """A row of the report's success metrics: where its actual value comes from (stage, gate,
     field of the gate's result) and what it is compared with. The gate is one of the stage's
     gates or of its watch's: the stage's own record of it first, else the latest watch of the
-    stage's latest run that recorded the field (a passed watch before the others)."""
+    stage's latest run that recorded the field (a passed watch before the others). A ``*`` step
+    in the field (``figures.*.extractors.queries.max``: each host of a log_check gate) takes the
+    worst of the numbers it finds."""
 
     name: str
     threshold: float

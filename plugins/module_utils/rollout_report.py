@@ -43,27 +43,63 @@ def _watches_of(row: dict, watches) -> list:
     return [w for w in watches or () if w.get("state_id") == row.get("id")]
 
 
+def dig_all(data, path: str) -> list:
+    """Every value at PATH in DATA, where a ``*`` step is any key of a dict or item of a list
+    (``figures.*.extractors.q.max``: one per host); [] when none."""
+    head, _sep, rest = str(path).partition("*")
+    if not _sep:
+        found = dig(data, path)
+        return [] if found is None else [found]
+    base = dig(data, head.rstrip(".")) if head.rstrip(".") else data
+    items = list(base.values()) if isinstance(base, dict) else base if isinstance(base, list) else []
+    rest = rest.lstrip(".")
+    out = []
+    for item in items:
+        out += dig_all(item, rest) if rest else [item]
+    return out
+
+
+def _metric_numbers(record, field: str) -> list:
+    numbers = [_number(v) for v in dig_all(record, field)] if record is not None else []
+    return [n for n in numbers if n is not None]
+
+
+def _worst(numbers: list, op: str, threshold: float):
+    """The one of NUMBERS (several with a ``*`` field, e.g. one per host) that the metric reports:
+    the highest against a ceiling, the lowest against a floor, the first that differs for ``==``."""
+    if op in ("<", "<="):
+        return max(numbers)
+    if op in (">", ">="):
+        return min(numbers)
+    return next((n for n in numbers if n != threshold), numbers[0])
+
+
 def _metric_value(metric: dict, row: dict, watches) -> tuple:
     """(value, source) of METRIC: its field in the stage run ROW's own record of the gate, else,
     for a gate the stage's watch re-measures, in the latest watch of that run whose record of the
-    gate has the field (the latest passed watch first). A value is None when nothing has it."""
+    gate has the field (the latest passed watch first). A value is None when nothing has it; a
+    ``*`` field that finds several numbers gives the worst of them."""
     figures = row.get("figures") or {}
     gate, field = metric.get("gate"), metric.get("field")
     if not field:
         return None, None
+    op, threshold = metric.get("op", "<"), float(metric["threshold"])
     if not gate or gate in figures:
-        record = figures.get(gate) if gate else figures
-        value = _number(dig(record, field)) if record is not None else None
-        return value, "%s / %s / %s" % (metric["stage"], gate or "-", field)
-    found = [w for w in _watches_of(row, watches)
-             if _number(dig((w.get("gates") or {}).get(gate), field)) is not None]
-    if not found:
+        numbers = _metric_numbers(figures.get(gate) if gate else figures, field)
+        source = "%s / %s / %s" % (metric["stage"], gate or "-", field)
+    else:
+        found = [w for w in _watches_of(row, watches) if _metric_numbers((w.get("gates") or {}).get(gate), field)]
+        if not found:
+            return None, None
+        watch = ([w for w in found if w.get("verdict") == "passed"] or found)[-1]
+        numbers = _metric_numbers(watch["gates"][gate], field)
+        source = "%s / watch %s / %s (watch at %s, %s)" % (metric["stage"], gate, field, watch.get("at"),
+                                                           watch.get("verdict"))
+    if not numbers:
         return None, None
-    passed = [w for w in found if w.get("verdict") == "passed"]
-    watch = (passed or found)[-1]
-    source = "%s / watch %s / %s (watch at %s, %s)" % (metric["stage"], gate, field, watch.get("at"),
-                                                       watch.get("verdict"))
-    return _number(dig(watch["gates"][gate], field)), source
+    if len(numbers) > 1:
+        source += " (worst of %d)" % len(numbers)
+    return _worst(numbers, op, threshold), source
 
 
 def _compare(actual: float, op: str, threshold: float) -> bool:

@@ -161,3 +161,18 @@ def test_the_html_page_without_charts_and_without_runs():
     parsed(empty)
     assert "<svg" not in empty and "not measured" in empty and "Stage one" not in empty
     assert "## Watches" in render_markdown(watched_report())
+
+
+def test_a_star_in_the_field_reads_every_host_and_reports_the_worst():
+    per_host = {"gate_type": "log_check", "passed": True, "reason": "ok", "figures": {
+        "app1": {"extractors": {"q": {"max": 2, "count": 5}}, "passed": True},
+        "app2": {"extractors": {"q": {"max": 3, "count": 4}}, "passed": True},
+        "app3": {"extractors": {}, "passed": True}}}
+    plan = dict(PLAN, metrics=[
+        {"name": "Queries", "op": "<=", "threshold": 3, "stage": "one", "gate": "queries",
+         "field": "figures.*.extractors.q.max"},
+        {"name": "Lines", "op": ">=", "threshold": 5, "stage": "one", "gate": "queries",
+         "field": "figures.*.extractors.q.count"}])
+    ceiling, floor = build_report(plan, [stage_row({})], watches=[a_watch(11, "passed", {"queries": per_host})])["metrics"]
+    assert ceiling["value"] == 3 and ceiling["status"] == "PASS" and ceiling["source"].endswith("(worst of 2)")
+    assert floor["value"] == 4 and floor["status"] == "FAIL"
