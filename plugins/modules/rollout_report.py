@@ -18,9 +18,9 @@ description:
   - A metric's C(gate) is a gate of its stage, or a gate of the stage's C(watch); the value is taken
     from the stage's own record of the gate when it has one, else from the latest watch of the
     stage's latest run whose record of that gate has the C(field), a passed watch before any
-    other. The source column says which. A C(*) step in the field (C(figures.*.extractors.q.max),
-    each host of a C(log_check) gate) reports the worst of the numbers found: the highest against
-    C(<) or C(<=), the lowest against C(>) or C(>=).
+    other. Its C(source) (in the JSON and the HTML page) says which. A C(*) step in the field
+    (C(figures.*.extractors.q.max), each host of a C(log_check) gate) reports the worst of the
+    numbers found (the highest against C(<) or C(<=), the lowest against C(>) or C(>=)).
   - Also writes C(rollout-<plan>.html), one self-contained page (no script, no external resource,
     readable offline) with the same tables, each stage's watch history and, per stage, a chart of
     each gate's numeric figures over the stage and its bake (the stage's record, then each
