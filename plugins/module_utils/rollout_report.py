@@ -11,6 +11,7 @@ as a pass.
 from __future__ import annotations
 
 import html
+import math
 from datetime import datetime, timezone
 
 from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan import latest_by_stage
@@ -259,8 +260,8 @@ MAX_SERIES = 8
 
 
 def numeric_figures(figures, prefix: str = "") -> dict:
-    """The numbers in FIGURES (nested dicts flattened to dotted keys, e.g. ``app1.max``); True/False
-    and text are not figures to draw."""
+    """The finite numbers in FIGURES (nested dicts flattened to dotted keys, e.g. ``app1.max``);
+    True/False, text, NaN and infinities are not figures to draw."""
     out = {}
     if not isinstance(figures, dict):
         return out
@@ -268,7 +269,7 @@ def numeric_figures(figures, prefix: str = "") -> dict:
         name = "%s%s" % (prefix, key)
         if isinstance(value, dict):
             out.update(numeric_figures(value, name + "."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             out[name] = float(value)
     return out
 

@@ -131,7 +131,7 @@ def test_the_series_of_a_gate_start_at_the_stage_and_follow_its_watches():
     assert sorted(series) == ["queries", "slo"]   # "notes" has no number to draw
     assert [(at.hour, outcome, numbers["p95_ms"]) for at, outcome, numbers in series["slo"]] == [
         (9, "passed", 120), (11, "passed", 130), (13, "failed", 480), (15, "inconclusive", 0)]
-    assert numeric_figures({"a": {"max": 3, "ok": True}, "n": float("nan"), "s": "x", "l": [1]}) == {"a.max": 3.0}
+    assert numeric_figures({"a": {"max": 3, "ok": True}, "n": float("nan"), "i": float("inf"), "s": "x", "l": [1]}) == {"a.max": 3.0}
 
 
 def test_the_html_page_has_a_chart_per_gate_with_numbers_and_escapes_the_state():
