@@ -1,15 +1,21 @@
 # Copyright: gradual.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin of gradual.rollout.rollout_report: the report of a plan from its state (the
-Target/Actual table and the stages), written on the controller as Markdown and JSON, and the
-machine-readable result of the run. The documentation is in plugins/modules/rollout_report.py."""
+Target/Actual table, the stages and their watches), written on the controller as Markdown, JSON and
+HTML (with a chart of each gate's figures, drawn by matplotlib), and the machine-readable result of
+the run. The documentation is in plugins/modules/rollout_report.py."""
 from __future__ import annotations
 
 import os
 
+from ansible.module_utils.basic import missing_required_lib
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.gradual.rollout.plugins.module_utils.rollout_report import build_report, render_markdown
+from ansible_collections.gradual.rollout.plugins.module_utils.rollout_report import (
+    build_report,
+    render_html,
+    render_markdown,
+)
 from ansible_collections.gradual.rollout.plugins.plugin_utils.rollout_action import (
     call_state,
     login_args,
@@ -19,6 +25,12 @@ from ansible_collections.gradual.rollout.plugins.plugin_utils.rollout_action imp
     write_json,
     write_text,
 )
+
+try:
+    import matplotlib  # noqa: F401  pylint: disable=unused-import
+    HAS_MATPLOTLIB = True
+except ImportError:
+    HAS_MATPLOTLIB = False
 
 
 def argument_spec() -> dict:
@@ -32,6 +44,21 @@ def argument_spec() -> dict:
             run_id=dict(type="int"),
         )),
     )
+
+
+def write_report(base: str, report: dict, markdown: str) -> tuple:
+    """(files, warnings): REPORT written as BASE.md, BASE.json and, with matplotlib, BASE.html."""
+    write_text(base + ".md", markdown)
+    write_json(base + ".json", report)
+    files = [base + ".md", base + ".json"]
+    if HAS_MATPLOTLIB:
+        write_text(base + ".html", render_html(report))
+        return files + [base + ".html"], []
+    # the page of an earlier run would pass for this run's
+    if os.path.exists(base + ".html"):
+        os.unlink(base + ".html")
+    return files, ["%s: %s.html (the report with its charts) is not written, only the Markdown and the JSON"
+                   % (missing_required_lib("matplotlib"), base)]
 
 
 class ActionModule(ActionBase):
@@ -52,9 +79,9 @@ class ActionModule(ActionBase):
         if self._task.check_mode:
             return out
         base = os.path.join(args["report_dir"], "rollout-%s" % name)
-        write_text(base + ".md", markdown)
-        write_json(base + ".json", report)
-        out["files"] = [base + ".md", base + ".json"]
+        out["files"], warnings = write_report(base, report, markdown)
+        if warnings:
+            out["warnings"] = warnings
         if out.get("result") and args["result_path"]:
             write_json(args["result_path"], out["result"])
             out["files"].append(args["result_path"])

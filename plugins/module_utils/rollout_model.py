@@ -139,7 +139,11 @@ class Stage:
 @dataclass
 class Metric:
     """A row of the report's success metrics: where its actual value comes from (stage, gate,
-    field of the gate's result) and what it is compared with."""
+    field of the gate's result) and what it is compared with. The gate is one of the stage's
+    gates or of its watch's: the stage's own record of it first, else the latest watch of the
+    stage's latest run that recorded the field (a passed watch before the others). A ``*`` step
+    in the field (``figures.*.extractors.queries.max``: each host of a log_check gate) takes the
+    worst of the numbers it finds."""
 
     name: str
     threshold: float
@@ -508,8 +512,10 @@ def _semantic_problems(plan: Plan) -> list:
                 problems.append("%s: max_age_hours %r must be a number > 0" % (watch_where, stage.watch.max_age_hours))
             problems += _gate_problems(watch_where, stage.watch.gates or [], set(), watch=True)
         if name is not None:
-            # a migration's result (lock waits, versions) can feed a metric like a gate's
-            gates_by_stage[name] = gate_names | ({"migrate"} if stage.actions.migrate else set())
+            # a migration's result (lock waits, versions) can feed a metric like a gate's, and so
+            # can a gate the watch re-measures (the report reads it from the latest watch)
+            gates_by_stage[name] = gate_names | ({"migrate"} if stage.actions.migrate else set()) | {
+                gate.name for gate in (stage.watch.gates or [] if stage.watch is not None else []) if gate.name}
     for metric in plan.metrics:
         if metric.stage is None:
             continue

@@ -15,6 +15,18 @@ description:
   - Builds the plan's C(Metric | Target | Actual | Status) table (a metric whose figure was never
     recorded is C(NOT MEASURED), never a pass) and the stages' table, and writes them to
     O(report_dir) as C(rollout-<plan>.md) and C(rollout-<plan>.json), each replaced whole.
+  - A metric's C(gate) is a gate of its stage, or a gate of the stage's C(watch); the value is taken
+    from the stage's own record of the gate when it has one, else from the latest watch of the
+    stage's latest run whose record of that gate has the C(field), a passed watch before any
+    other. Its C(source) (in the JSON and the HTML page) says which. A C(*) step in the field
+    (C(figures.*.extractors.q.max), each host of a C(log_check) gate) reports the worst of the
+    numbers found (the highest against C(<) or C(<=), the lowest against C(>) or C(>=)).
+  - Also writes C(rollout-<plan>.html), one self-contained page (no script, no external resource,
+    readable offline) with the same tables, each stage's watch history and, per stage, a chart of
+    each gate's numeric figures over the stage and its bake (the stage's record, then each
+    watch's), failed and inconclusive readings marked. The charts need matplotlib on the
+    controller; without it the HTML page is not written (one of an earlier run is removed) and
+    the task warns.
   - With O(outcome) and O(result_path), writes the run's machine-readable result there.
   - In check mode nothing is written; the report is returned.
 extends_documentation_fragment:
@@ -57,6 +69,8 @@ options:
   result_path:
     description: File on the controller that receives RV(result) as JSON.
     type: path
+requirements:
+  - matplotlib (for the HTML page only)
 attributes:
   check_mode:
     support: full
@@ -80,7 +94,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 report:
-  description: The report (plan, overall, metrics, stages, cleanup).
+  description:
+    - The report (plan, overall, metrics, stages, cleanup).
+    - Each stage carries its gate records (C(records), with their figures) and its watches, each
+      with its own C(records).
   returned: always
   type: dict
 markdown:

@@ -260,9 +260,19 @@ def test_an_inconclusive_watch_holds_the_next_stage_until_a_watch_passes(tmp_pat
     assert held.returncode != 0 and "was inconclusive" in held.stdout, held.stdout[-3000:]
 
     # the source is back (here: a watch without it): the watch passes, the next stage is due
-    proc = run(tmp_path, postgres, pg_db, watch_plan(HEALTH), *extra, "-e", "rollout_action=watch")
+    measured = watch_plan(HEALTH)
+    measured["metrics"] = [{"name": "Health errors", "op": "<=", "threshold": 0, "stage": "one", "gate": "health",
+                            "field": "figures.errors"}]
+    proc = run(tmp_path, postgres, pg_db, measured, *extra, "-e", "rollout_action=watch")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert watches(postgres, pg_db) == "one=inconclusive one=passed"
+    # the report reads the metric from the watch, and its HTML page charts the watched gates
+    reports = tmp_path / "reports"
+    metric = json.loads((reports / "rollout-t.json").read_text())["metrics"][0]
+    assert metric["status"] == "PASS" and metric["source"].startswith("one / watch health / figures.errors"), metric
+    page = (reports / "rollout-t.html").read_text()
+    assert (reports / "rollout-t.html").stat().st_mode == (reports / "rollout-t.md").stat().st_mode
+    assert "<svg" in page and "<figcaption>health: 2 reading(s)</figcaption>" in page, page[-3000:]
     assert postgres.psql("SELECT gates->'health'->>'passed' FROM gradual.rollout_watch ORDER BY id DESC LIMIT 1",
                          pg_db) == "true"
     result = json.loads((tmp_path / "rollout-result.json").read_text())

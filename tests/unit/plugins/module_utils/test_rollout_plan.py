@@ -400,6 +400,15 @@ def test_a_bad_watch_is_named(mutate, expected):
     assert any(expected in p for p in problems), problems
 
 
+def test_a_metric_may_read_a_gate_of_the_watch():
+    plan = watched_plan()
+    plan["metrics"].append({"name": "Errors", "op": "<=", "threshold": 0, "stage": "one", "gate": "errors",
+                            "field": "figures.max"})
+    assert plan_problems(plan) == []
+    plan["metrics"][-1]["stage"] = "two"   # the watch is stage one's
+    assert "metric 'Errors': stage 'two' has no gate 'errors'" in plan_problems(plan)
+
+
 def test_the_next_stage_waits_for_a_passed_recent_watch_of_its_predecessor():
     plan = watched_plan(max_age_hours=4)
     state = rows(("one", "passed", "2026-02-01T00:00:00+00:00"))
