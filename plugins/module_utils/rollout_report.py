@@ -181,30 +181,24 @@ def _duration(row: dict):
     return round(delta.total_seconds(), 1)
 
 
-def _gate_summary(figures: dict) -> list:
-    out = []
+def _each_gate(figures: dict):
+    """(name, result, passed) of every gate in FIGURES (gate name -> record), sorted by name;
+    "_snapshot" and other private keys are bookkeeping of the run, not gates."""
     for name, result in sorted(figures.items()):
-        # "_snapshot" and other private keys are bookkeeping of the run, not gates.
-        if not isinstance(result, dict) or name.startswith("_"):
-            continue
-        passed = result.get("passed", not result.get("failed", False))
-        out.append(dict(name=name, type=result.get("gate_type"), passed=bool(passed),
-                        msg=result.get("reason", result.get("msg"))))
-    return out
+        if isinstance(result, dict) and not name.startswith("_"):
+            yield name, result, bool(result.get("passed", not result.get("failed", False)))
+
+
+def _gate_summary(figures: dict) -> list:
+    return [dict(name=name, type=result.get("gate_type"), passed=passed, msg=result.get("reason", result.get("msg")))
+            for name, result, passed in _each_gate(figures)]
 
 
 def _gate_records(figures: dict) -> list:
-    """The gate records of a run or a watch (FIGURES: gate name -> record) with their figures, for
-    the charts; bookkeeping keys ("_snapshot") left out."""
-    out = []
-    for name, result in sorted(figures.items()):
-        if not isinstance(result, dict) or name.startswith("_"):
-            continue
-        passed = result.get("passed", not result.get("failed", False))
-        out.append(dict(name=name, type=result.get("gate_type"), passed=bool(passed),
-                        inconclusive=bool(result.get("inconclusive")),
-                        figures=result.get("figures") if isinstance(result.get("figures"), dict) else {}))
-    return out
+    """The gate records of a run or a watch with their figures, for the charts."""
+    return [dict(name=name, type=result.get("gate_type"), passed=passed, inconclusive=bool(result.get("inconclusive")),
+                 figures=result.get("figures") if isinstance(result.get("figures"), dict) else {})
+            for name, result, passed in _each_gate(figures)]
 
 
 def render_markdown(report: dict) -> str:
