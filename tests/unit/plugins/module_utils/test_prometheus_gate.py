@@ -118,8 +118,9 @@ def test_a_range_series_is_reduced_to_its_lowest_highest_and_last_samples_with_t
 
 
 def test_a_peak_inside_the_range_fails_naming_the_series_the_value_and_when():
-    series, refused = P.read_answer(matrix(({"instance": "a"}, [(T0, "0.1"), (T0 + 15, "3.4"), (T0 + 30, "0.2")]),
-                                     ({"instance": "b"}, [(T0, "0.5"), (T0 + 15, "0.6")])), "q", ranged=True)
+    answer = matrix(({"instance": "a"}, [(T0, "0.1"), (T0 + 15, "3.4"), (T0 + 30, "0.2")]),
+                    ({"instance": "b"}, [(T0, "0.5"), (T0 + 15, "0.6")]))
+    series, refused = P.read_answer(answer, "q", ranged=True)
     assert refused is None
     failures, why = P.judge(series, min_value=0.15, max_value=3)
     assert failures == ['lowest value of {instance="a"} in the range (at 2024-12-06T15:46:40Z) 0.1 is below '
