@@ -127,3 +127,11 @@ def test_the_next_log_reading_starts_where_the_last_one_ended():
                "_snapshot": {"app1": {}}}
     assert RG.positions_of(figures) == {"app1": {"/var/log/app/app.log": {"offset": 90, "inode": 7},
                                                  "/var/log/app/error.log": {"offset": 40, "inode": 7}}}
+
+
+def test_a_journald_log_reading_is_resumed_from_its_cursor():
+    result = {"gate": {"passed": True, "inconclusive": False, "reason": "passed"}, "path": None,
+              "journal_unit": "app.service", "source": "journald:app.service", "cursor": "s=1;i=9",
+              "offset": None, "inode": None, "lines": 3, "position": {"cursor": "s=1;i=9"}}
+    figures = {"unit_errors": RG.host_gate_record("unit_errors", "log_check", {"app1": result}).as_dict()}
+    assert RG.positions_of(figures) == {"app1": {"journald:app.service": {"cursor": "s=1;i=9"}}}
