@@ -184,3 +184,14 @@ def compare_args(args: dict, changed_bases: list, unchanged_bases: list) -> dict
     out["canary_urls"] = [target_url(url, base) for base in changed_bases]
     out["baseline_urls"] = [target_url(url, base) for base in unchanged_bases]
     return out
+
+
+def gates_to_measure(gates: list, changed_hosts: list, unchanged_hosts: list, gated_batches: int = 1) -> list:
+    """The GATES measured after a batch. A compare gate (canary_compare) judges the hosts changed
+    so far against those left unchanged; after the last of several gated batches no host is left
+    unchanged, and the earlier batches have judged the change already: the gate is left out (it
+    would be inconclusive and fail the stage). A stage gated once (one batch changing every host)
+    keeps it: it was never judged, and its record says so (inconclusive)."""
+    if changed_hosts and not unchanged_hosts and gated_batches > 1:
+        return [gate for gate in gates if gate.get("type") not in COMPARE_GATES]
+    return list(gates)
