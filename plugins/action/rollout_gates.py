@@ -24,6 +24,7 @@ from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates impo
     PUBLIC_PATH_FIELDS,
     GateRecord,
     compare_args,
+    gates_to_measure,
     host_gate_record,
     record_from_result,
     resolve_args,
@@ -44,6 +45,7 @@ ARGUMENT_SPEC = dict(
     host_results=dict(type="list", elements="dict", default=[]),
     changed_hosts=dict(type="list", elements="str", default=[]),
     unchanged_hosts=dict(type="list", elements="str", default=[]),
+    gated_batches=dict(type="int", default=1),
 )
 
 
@@ -107,6 +109,8 @@ class ActionModule(ActionBase):
         if unknown:
             return dict(failed=True, msg="unknown gate type(s) %s; known: %s" % (
                 ", ".join(map(str, unknown)), ", ".join(GATE_MODULES)))
+        gates = gates_to_measure(args["gates"], args["changed_hosts"], args["unchanged_hosts"],
+                                 args["gated_batches"])
         target = args["target"]
         base = "http://%s:%d" % (self._address(target, task_vars), args["app_port"]) if target else ""
         by_gate = {}
@@ -118,7 +122,7 @@ class ActionModule(ActionBase):
         records = [host_gate_record(gate["name"], gate["type"], by_gate.get(gate["name"]) or {})
                    if gate["type"] in HOST_GATES
                    else self._compare(gate, args, task_vars) if gate["type"] in COMPARE_GATES
-                   else self._gate(gate, base, task_vars) for gate in args["gates"]]
+                   else self._gate(gate, base, task_vars) for gate in gates]
 
         public_url = args["public_url"] or (
             "https://%s%s" % (self._address(args["public_hosts"][0], task_vars), args["public_path"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.gradual.rollout.plugins.module_utils.log_gate import source_key
 from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates import HOST_GATES, positions_of
 from ansible_collections.gradual.rollout.plugins.module_utils.rollout_plan import (
     DEFAULT_SERIAL,
@@ -36,9 +37,30 @@ def host_gates(gates) -> list:
     return [gate for gate in gates or [] if gate.get("type") in HOST_GATES]
 
 
+def log_sources(gates) -> list:
+    """The logs GATES read, each once, in order: {source, path} of a file, {source, journal_unit}
+    of a journald unit; ``source`` (log_gate.source_key) is what the positions are kept under."""
+    out = {}
+    for gate in host_gates(gates):
+        args = gate.get("args") or {}
+        key = source_key(args.get("path"), args.get("journal_unit"))
+        out.setdefault(key, {"source": key, "path": args["path"]} if args.get("path")
+                       else {"source": key, "journal_unit": args.get("journal_unit")})
+    return list(out.values())
+
+
 def log_paths(gates) -> list:
-    """The log files GATES read, each once, in order."""
-    return list(dict.fromkeys(str(gate["args"]["path"]) for gate in host_gates(gates)))
+    """The sources of the logs GATES read (file paths, journald:UNIT), each once, in order."""
+    return [s["source"] for s in log_sources(gates)]
+
+
+def log_gates(gates) -> list:
+    """The host gates of GATES, each with the ``source`` its log's position is kept under."""
+    out = []
+    for gate in host_gates(gates):
+        args = gate.get("args") or {}
+        out.append(dict(gate, source=source_key(args.get("path"), args.get("journal_unit"))))
+    return out
 
 
 def argument_spec() -> dict:
@@ -122,8 +144,9 @@ class ActionModule(ActionBase):
                     # a resumed stage restores what was there before its first attempt began
                     snapshot=((run.get("figures") or {}).get("_snapshot") or {}),
                     # the logs its gates and its watch read, from where they were when it began
-                    log_gates=host_gates(stage.get("gates")),
+                    log_gates=log_gates(stage.get("gates")),
                     log_paths=log_paths(list(stage.get("gates") or []) + list(watch_gates)),
+                    log_sources=log_sources(list(stage.get("gates") or []) + list(watch_gates)),
                     log_positions=((run.get("figures") or {}).get(LOG_POSITIONS) or {}))
         if started.get("rollout_event"):
             base["rollout_event"] = started["rollout_event"]
@@ -149,7 +172,7 @@ class ActionModule(ActionBase):
                 positions.setdefault(host, {}).update(paths)
         base.update(stage=stage, run_id=row["id"], stop=True, flags=(stage.get("actions") or {}).get("flags") or {},
                     snapshot=figures.get("_snapshot") or {},
-                    log_gates=host_gates(stage["watch"]["gates"]), log_positions=positions,
+                    log_gates=log_gates(stage["watch"]["gates"]), log_positions=positions,
                     watch=dict(run_id=row["id"], gates=stage["watch"]["gates"],
                                max_age_hours=stage["watch"].get("max_age_hours", 6),
                                target=hosts[-1] if hosts else None))

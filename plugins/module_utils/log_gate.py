@@ -1,8 +1,9 @@
 # Copyright: gradual.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The pure part of gradual.rollout.log_check: which bytes of a log (and of its rotated file) to
-read since a stored offset, a bounded reader that hands over complete lines, and the matcher that
-counts patterns and extracts numbers.
+read since a stored offset, a bounded reader that hands over complete lines, the journalctl command
+and bounded reader of a journald unit's entries since a cursor, and the matcher that counts
+patterns and extracts numbers.
 
 No Ansible import: the unit tests run it on files in a temporary folder. Figures (max, mean, p95)
 come from ``gates.summarize``, the percentile every gate uses.
@@ -10,6 +11,7 @@ come from ``gates.summarize``, the percentile every gate uses.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import re
 
@@ -18,6 +20,13 @@ from ansible_collections.gradual.rollout.plugins.module_utils import gates as G
 CHUNK = 1 << 20
 CURRENT = "current"
 ROTATED = "rotated"
+JOURNALD = "journald:"
+
+
+def source_key(path=None, journal_unit=None) -> str:
+    """The name under which a log's position is kept (host -> source -> position): the file's path,
+    or ``journald:UNIT`` for a journald unit."""
+    return str(path) if path else JOURNALD + str(journal_unit)
 
 
 def read_plan(since_offset: int, since_inode, current: tuple, rotated) -> tuple:
@@ -84,6 +93,67 @@ def read_lines(segments: list, paths: dict, max_bytes: int, on_line, chunk: int 
     return done
 
 
+def journal_command(journalctl: str, unit: str, cursor=None, since=None) -> list:
+    """argv of journalctl for UNIT's entries as JSON, oldest first: those after CURSOR (the
+    ``__CURSOR`` of the last entry read), else those since SINCE (an aware datetime), else all."""
+    argv = [journalctl, "--no-pager", "--quiet", "--output=json", "--unit=%s" % unit]
+    if cursor:
+        argv.append("--after-cursor=%s" % cursor)
+    elif since is not None:
+        argv.append("--since=@%d" % int(since.timestamp()))
+    return argv
+
+
+def journal_position_command(journalctl: str, unit: str) -> list:
+    """argv of journalctl for UNIT's last entry (its cursor is where the next read starts)."""
+    return [journalctl, "--no-pager", "--quiet", "--output=json", "--unit=%s" % unit, "--lines=1"]
+
+
+def journal_message(entry: dict) -> str:
+    """An entry's MESSAGE as text: journald gives a binary one as a list of byte values."""
+    message = entry.get("MESSAGE")
+    if isinstance(message, list):
+        return bytes(b for b in message if isinstance(b, int) and 0 <= b < 256).decode("utf-8", "replace")
+    return "" if message is None else str(message)
+
+
+def read_journal(stream, max_bytes: int, on_line, chunk: int = 1 << 16) -> dict:
+    """Read journalctl's JSON output from STREAM (a binary file), at most MAX_BYTES, calling
+    ON_LINE(message, when) for each complete entry (when: its time, an aware datetime, by which the
+    matcher skips the entries before its since time).
+
+    Returns {bytes_read, truncated (MAX_BYTES reached before the end), cursor (of the last entry
+    handed over, None when none was), entries}. An entry cut by the cap is not handed over: the
+    next read starts after CURSOR, at that entry."""
+    done = {"bytes_read": 0, "truncated": False, "cursor": None, "entries": 0}
+    rest = b""
+    budget = max_bytes
+    while True:
+        data = stream.read(min(chunk, budget)) if budget > 0 else b""
+        if not data:
+            # the cap is reached when more was to come; a stream that ends exactly there is complete
+            done["truncated"] = budget <= 0 and bool(rest or stream.read(1))
+            break
+        budget -= len(data)
+        done["bytes_read"] += len(data)
+        *lines, rest = (rest + data).split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line.decode("utf-8", "replace"))
+            except ValueError:
+                continue  # not an entry (journalctl's own notice): nothing to judge, no position
+            when = None
+            if entry.get("__REALTIME_TIMESTAMP"):
+                when = datetime.datetime.fromtimestamp(int(entry["__REALTIME_TIMESTAMP"]) / 1e6,
+                                                       datetime.timezone.utc)
+            on_line(journal_message(entry), when)
+            done["entries"] += 1
+            done["cursor"] = entry.get("__CURSOR") or done["cursor"]
+    return done
+
+
 def parse_time(text: str, fmt: str | None) -> datetime.datetime:
     """A timestamp by strptime FMT, or ISO 8601 without one; a naive time is taken as UTC."""
     text = text.strip()
@@ -138,8 +208,11 @@ class Matcher:
         self.skipped = 0
         self._keep = since is None
 
-    def __call__(self, line: str) -> None:
-        if self.since is not None and self.time_regex is not None:
+    def __call__(self, line: str, when=None) -> None:
+        if self.since is not None and when is not None:
+            # a journald entry has its own time
+            self._keep = when >= self.since
+        elif self.since is not None and self.time_regex is not None:
             found = self.time_regex.search(line)
             if found:
                 try:
@@ -193,7 +266,7 @@ def judge(patterns: list, extractors: list, figures: dict, truncated: bool, note
         for figure, option in (("max", "max_value"), ("mean", "max_mean"), ("p95", "max_p95")):
             failures.append(G.check_max("%s %s" % (rule["name"], figure), got[figure], option, rule.get(option)))
     if figures["lines"] == 0 and not empty_ok:
-        why.insert(0, "no line since the offset")
+        why.insert(0, "no line since the offset" if "cursor" not in figures else "no entry since the cursor")
     if truncated:
         why.insert(0, "max_bytes reached before the end of the log: the rest is read by the next call")
     if note:

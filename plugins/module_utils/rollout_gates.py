@@ -30,7 +30,8 @@ HOST_GATES = ("log_check",)
 # Gates that compare the hosts a stage changed with those it has not changed yet: they need both
 # host lists (rollout_gates' changed_hosts / unchanged_hosts), so a watch cannot have them.
 COMPARE_GATES = ("canary_compare",)
-# What a host gate's next reading starts from, per host: the fields of its result to keep.
+# What a host gate's next reading starts from, per host: the fields of its result to keep, when the
+# result has no ``position`` (log_check's own: a file's offset and inode, a journald unit's cursor).
 LOG_POSITION = ("offset", "inode")
 
 # Keys of a module result that are bookkeeping, not measurements.
@@ -122,14 +123,21 @@ def judge(labelled) -> tuple:
 
 
 def positions_of(figures: dict) -> dict:
-    """Host -> log path -> {offset, inode}: where the host gates' readings in FIGURES (gate name ->
-    record dict, its figures per host) ended, i.e. where the next reading of each log starts."""
+    """Host -> log source -> position: where the host gates' readings in FIGURES (gate name ->
+    record dict, its figures per host) ended, i.e. where the next reading of each log starts. The
+    source is a file's path ({offset, inode}) or ``journald:UNIT`` ({cursor}), as log_check names
+    it in its result's ``source`` and ``position``."""
     out = {}
     for record in (figures or {}).values():
         if not isinstance(record, dict) or record.get("gate_type") not in HOST_GATES:
             continue
         for host, fig in (record.get("figures") or {}).items():
-            if isinstance(fig, dict) and fig.get("path") and fig.get("offset") is not None:
+            if not isinstance(fig, dict):
+                continue
+            if fig.get("source") and isinstance(fig.get("position"), dict):
+                if fig["position"].get("offset") is not None or fig["position"].get("cursor"):
+                    out.setdefault(host, {})[fig["source"]] = dict(fig["position"])
+            elif fig.get("path") and fig.get("offset") is not None:
                 out.setdefault(host, {})[fig["path"]] = {key: fig.get(key) for key in LOG_POSITION}
     return out
 
@@ -176,3 +184,14 @@ def compare_args(args: dict, changed_bases: list, unchanged_bases: list) -> dict
     out["canary_urls"] = [target_url(url, base) for base in changed_bases]
     out["baseline_urls"] = [target_url(url, base) for base in unchanged_bases]
     return out
+
+
+def gates_to_measure(gates: list, changed_hosts: list, unchanged_hosts: list, gated_batches: int = 1) -> list:
+    """The GATES measured after a batch. A compare gate (canary_compare) judges the hosts changed
+    so far against those left unchanged; after the last of several gated batches no host is left
+    unchanged, and the earlier batches have judged the change already: the gate is left out (it
+    would be inconclusive and fail the stage). A stage gated once (one batch changing every host)
+    keeps it: it was never judged, and its record says so (inconclusive)."""
+    if changed_hosts and not unchanged_hosts and gated_batches > 1:
+        return [gate for gate in gates if gate.get("type") not in COMPARE_GATES]
+    return list(gates)

@@ -1,12 +1,13 @@
 #!/usr/bin/python
 # Copyright: gradual.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Gate on an application's log file since a stored offset: pattern counts and extracted numbers."""
+"""Gate on an application's log (a file since a stored offset, or a journald unit since a stored
+cursor): pattern counts and extracted numbers."""
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: log_check
-short_description: Gate a rollout on the lines an application logged since a stored offset
+short_description: Gate a rollout on the lines an application logged since a stored offset or cursor
 version_added: 0.1.0
 description:
   - Runs on the host that writes the log. Reads the log file O(path) from the byte offset
@@ -23,20 +24,34 @@ description:
     O(rotated_path) from O(since_offset), then the new file from its start. When the rotated file is
     missing or is another file, the new file is read from its start and the result is inconclusive,
     saying which lines were not read. Compressed rotated files are not read.
+  - With O(journal_unit) instead of O(path), reads the messages (C(MESSAGE)) the journald unit logged
+    after the entry O(since_cursor) (C(journalctl --unit UNIT --output json --after-cursor CURSOR)),
+    or since O(since_time) when there is no cursor, and returns the cursor of the last entry read as
+    C(cursor) for the next call. The read is bounded by O(max_bytes) of journalctl's JSON output
+    (C(head -c) stops journalctl there); an entry cut by the cap is read by the next call.
   - No line since the offset, a log that does not exist or cannot be read, or an extractor that found
     fewer numbers than its C(min_count) make the result inconclusive, never a pass.
 options:
   path:
     description:
-      - The log file.
+      - The log file. One of O(path) and O(journal_unit) is required.
     type: path
-    required: true
+  journal_unit:
+    description:
+      - The systemd unit whose journald entries to read (C(journalctl --unit)), instead of a file.
+    type: str
+  since_cursor:
+    description:
+      - With O(journal_unit), the journald cursor of the last entry read, usually the C(cursor)
+        returned by the previous run; the entries after it are read. Without it, the entries since
+        O(since_time), or all the unit's entries (bounded by O(max_bytes)).
+    type: str
   since_offset:
     description:
       - Byte offset to start from in the file O(since_inode), usually the C(offset) returned by the
         previous run. V(0) reads from the start (bounded by O(max_bytes)).
+      - Required with O(path); not used with O(journal_unit).
     type: int
-    required: true
   since_inode:
     description:
       - Inode of the file O(since_offset) belongs to, usually the C(inode) returned by the previous
@@ -50,7 +65,8 @@ options:
   since_time:
     description:
       - Optional. Skip the lines older than this ISO 8601 time (a time without a zone is UTC), for
-        example the stage's start. Needs O(time_regex). The offset still bounds the read.
+        example the stage's start. Needs O(time_regex) with O(path); a journald entry has its own
+        time. The offset (or the cursor) still bounds the read.
     type: str
   time_regex:
     description:
@@ -127,8 +143,9 @@ options:
     default: false
   position_only:
     description:
-      - Read nothing; return the current end of the log as C(offset) and its C(inode), to start a
-        watch from now (for example at the start of a stage). No gate is judged.
+      - Read nothing; return the current end of the log as C(offset) and its C(inode) (with
+        O(journal_unit), the cursor of the unit's last entry as C(cursor)), to start a watch from
+        now (for example at the start of a stage). No gate is judged.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -146,8 +163,11 @@ notes:
     written is left for the next run.
   - A single line longer than O(max_bytes) is never completed; keep O(max_bytes) well above the longest line.
   - As a gate of a rollout plan (its C(type) is C(log_check)), the playbook runs it on each app
-    host the gate judges and sets O(since_offset) and O(since_inode) itself - where the log ended
-    when the stage began, or where the last watch's reading ended.
+    host the gate judges and sets O(since_offset) and O(since_inode) (O(since_cursor) for a
+    journald unit) itself - where the log ended when the stage began, or where the last watch's
+    reading ended.
+  - O(journal_unit) needs C(journalctl) on the host, and a user that may read the unit's journal
+    (root, or a member of C(systemd-journal) or C(adm)).
 author:
   - gradual.rollout contributors (@gradual-rollout)
 """
@@ -179,6 +199,22 @@ EXAMPLES = r"""
         max_p95: 5000
   register: job_log
 
+- name: Start watching a systemd unit's journal now
+  gradual.rollout.log_check:
+    journal_unit: myapp.service
+    position_only: true
+  register: unit_log_start
+
+- name: No ERROR message from the unit since then
+  gradual.rollout.log_check:
+    journal_unit: myapp.service
+    since_cursor: "{{ unit_log_start.cursor }}"
+    max_bytes: 16mb
+    patterns:
+      - name: errors
+        regex: "\\bERROR\\b"
+        max_count: 0
+
 - name: Lines of the error log since the stage started, by their timestamp
   gradual.rollout.log_check:
     path: /var/log/myapp/error.log
@@ -194,11 +230,36 @@ EXAMPLES = r"""
 
 RETURN = r"""
 path:
-  description: The log read.
+  description: The log read (null with O(journal_unit)).
   returned: always
   type: str
+journal_unit:
+  description: The journald unit read.
+  returned: with journal_unit
+  type: str
+source:
+  description: The log's name for its position, the path or C(journald:UNIT) (a rollout keeps each host's
+    positions under it).
+  returned: always
+  type: str
+  sample: journald:myapp.service
+cursor:
+  description: With O(journal_unit), the cursor of the last entry read (give it as O(since_cursor));
+    O(since_cursor) when no entry was read.
+  returned: with journal_unit
+  type: str
+entries:
+  description: With O(journal_unit), the journal entries read.
+  returned: with journal_unit
+  type: int
+position:
+  description: Where the next call starts, kept by a rollout under C(source) - C(offset) and C(inode)
+    of a file, C(cursor) of a journald unit.
+  returned: always
+  type: dict
+  sample: {"offset": 104857, "inode": 393223}
 offset:
-  description: Byte offset the next call starts from (give it as O(since_offset)).
+  description: Byte offset the next call starts from (give it as O(since_offset)); null with O(journal_unit).
   returned: always
   type: int
   sample: 104857
@@ -262,7 +323,9 @@ gate:
 """
 
 import datetime
+import io
 import re
+import shlex
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
@@ -272,8 +335,10 @@ from ansible_collections.gradual.rollout.plugins.module_utils import log_gate as
 
 def argument_spec() -> dict:
     return dict(
-        path=dict(type="path", required=True),
-        since_offset=dict(type="int", required=True),
+        path=dict(type="path"),
+        journal_unit=dict(type="str"),
+        since_cursor=dict(type="str"),
+        since_offset=dict(type="int"),
         since_inode=dict(type="int"),
         rotated_path=dict(type="path"),
         since_time=dict(type="str"),
@@ -295,7 +360,18 @@ def argument_spec() -> dict:
 
 def check_options(p: dict) -> dict:
     """Compiled rules, the byte cap and the since time; raises GateInputError naming a bad value."""
-    if p["since_offset"] < 0:
+    if bool(p["path"]) == bool(p["journal_unit"]):
+        raise G.GateInputError("give one of path (a log file) and journal_unit (a systemd unit's journal)")
+    if p["journal_unit"]:
+        for name in ("since_offset", "since_inode", "rotated_path"):
+            if p[name] is not None:
+                raise G.GateInputError("%s=%r is for a log file (path); a journald unit's position is since_cursor"
+                                       % (name, p[name]))
+    elif p["since_cursor"] is not None:
+        raise G.GateInputError("since_cursor is for journal_unit; a log file's position is since_offset")
+    elif p["since_offset"] is None:
+        raise G.GateInputError("since_offset is required with path (0 reads from the start)")
+    if p["since_offset"] is not None and p["since_offset"] < 0:
         raise G.GateInputError("since_offset=%d must be >= 0 (a byte offset)" % p["since_offset"])
     max_bytes = G.parse_size(p["max_bytes"], "max_bytes")
     if max_bytes <= 0:
@@ -305,7 +381,7 @@ def check_options(p: dict) -> dict:
         raise G.GateInputError("give patterns or extract (what to judge in the log), or position_only: true")
     since = None
     if p["since_time"] is not None:
-        if not p["time_regex"]:
+        if not p["time_regex"] and not p["journal_unit"]:
             raise G.GateInputError("since_time=%r needs time_regex (where a line's timestamp is)" % p["since_time"])
         try:
             since = L.parse_time(p["since_time"], None)
@@ -322,9 +398,67 @@ def check_options(p: dict) -> dict:
 
 def empty(p: dict, opts: dict) -> dict:
     matcher = L.Matcher(opts["patterns"], opts["extractors"])
-    out = {"path": p["path"], "offset": p["since_offset"], "inode": p["since_inode"], "bytes_read": 0,
-           "truncated": False, "rotated": False, "files_read": []}
+    out = {"path": p["path"], "source": L.source_key(p["path"], p["journal_unit"]), "offset": p["since_offset"],
+           "inode": p["since_inode"], "bytes_read": 0, "truncated": False, "rotated": False, "files_read": []}
+    if p["journal_unit"]:
+        out.update(journal_unit=p["journal_unit"], cursor=p["since_cursor"], entries=0)
     out.update(matcher.figures())
+    return out
+
+
+def position(out: dict) -> dict:
+    """Where the next reading starts: {offset, inode} of a file, {cursor} of a journald unit."""
+    return {"cursor": out["cursor"]} if out.get("journal_unit") else {"offset": out["offset"], "inode": out["inode"]}
+
+
+def last_cursor(module, argv: list):
+    """The cursor of the unit's last entry (journal_position_command), None when it has none."""
+    rc, stdout, stderr = module.run_command(argv)
+    if rc != 0:
+        raise OSError("%s exited %d: %s" % (" ".join(argv), rc, stderr.strip()[-500:]))
+    cursor = None
+    for line in stdout.splitlines():
+        found = re.search(r'"__CURSOR"\s*:\s*"([^"]+)"', line)
+        if found:
+            cursor = found.group(1)
+    return cursor
+
+
+def read_journal(module, argv: list, max_bytes: int, matcher) -> dict:
+    """Run journalctl ARGV and read at most MAX_BYTES of its output: ``head -c`` takes one byte
+    more (which says there was more) and closes the pipe, which stops journalctl."""
+    cmd = "%s | head -c %d" % (" ".join(shlex.quote(a) for a in argv), max_bytes + 1)
+    _rc, stdout, stderr = module.run_command(cmd, use_unsafe_shell=True, encoding=None)
+    done = L.read_journal(io.BytesIO(stdout), max_bytes, matcher)
+    # journalctl's exit status is lost in the pipe; with --quiet it writes to stderr only on an error
+    error = to_native(stderr, errors="surrogate_or_replace").strip()
+    if error and not done["entries"]:
+        raise OSError("journalctl: %s" % error[-500:])
+    return done
+
+
+def run_journal(module, p: dict, opts: dict) -> dict:
+    """Read and judge a journald unit's entries after since_cursor (or since since_time)."""
+    out = empty(p, opts)
+    journalctl = module.get_bin_path("journalctl")
+    if not journalctl:
+        out["gate"] = G.gate([], "journalctl is not on this host: journal_unit needs systemd's journal")
+        return out
+    try:
+        if p["position_only"]:
+            out.update(cursor=last_cursor(module, L.journal_position_command(journalctl, p["journal_unit"])),
+                       gate=None)
+            return out
+        matcher = L.Matcher(opts["patterns"], opts["extractors"], opts["since"])
+        argv = L.journal_command(journalctl, p["journal_unit"], p["since_cursor"], opts["since"])
+        done = read_journal(module, argv, opts["max_bytes"], matcher)
+    except OSError as exc:
+        out["gate"] = G.gate([], "the journal of %s cannot be read: %s" % (p["journal_unit"], to_native(exc)))
+        return out
+    out.update(matcher.figures())
+    out.update(cursor=done["cursor"] or p["since_cursor"], entries=done["entries"], bytes_read=done["bytes_read"],
+               truncated=done["truncated"])
+    out["gate"] = L.judge(opts["patterns"], opts["extractors"], out, done["truncated"], None, empty_ok=p["empty_ok"])
     return out
 
 
@@ -364,7 +498,8 @@ def main() -> None:
         opts = check_options(p)
     except G.GateInputError as exc:
         module.fail_json(msg=str(exc))
-    out = run(p, opts)
+    out = run_journal(module, p, opts) if p["journal_unit"] else run(p, opts)
+    out["position"] = position(out)
     out["read_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
     if out["gate"] is None:
         out["inconclusive"] = False

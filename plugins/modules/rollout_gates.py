@@ -79,10 +79,20 @@ options:
   unchanged_hosts:
     description:
       - The stage's hosts not changed yet (the baseline of a C(canary_compare) gate). Empty, that
-        gate is inconclusive (the batch changed every host).
+        gate is inconclusive (the batch changed every host), unless O(gated_batches) says earlier
+        batches have judged it.
     type: list
     elements: str
     default: []
+  gated_batches:
+    description:
+      - How many batches of the stage are gated (the stage's gate points). After the last of
+        several (O(changed_hosts) given, O(unchanged_hosts) empty), the C(canary_compare) gates are
+        not measured - the earlier batches judged the change, and with no unchanged host left
+        they could only be inconclusive. With V(1), a stage whose one batch changes every host,
+        such a gate is measured and inconclusive.
+    type: int
+    default: 1
 attributes:
   check_mode:
     support: full

@@ -91,3 +91,20 @@ def test_rollout_gates_places_the_url_on_the_changed_and_unchanged_hosts(servers
     # a watch passes no changed host: inconclusive, the watch holds the plan
     watch = ansible_adhoc("rollout_gates", {"stage": "s1", "gates": [gate], "app_port": port})
     assert watch["gates"]["canary"]["inconclusive"] is True and watch["verdict"] == "inconclusive"
+
+
+def test_rollout_gates_leaves_the_canary_out_after_the_last_of_several_batches_only(servers):
+    url = servers(0.005)
+    port = int(url.split(":")[2].split("/")[0])
+    gate = {"name": "canary", "type": "canary_compare", "args": {"url": "/health", "requests": 30, "concurrency": 1}}
+    slo = {"name": "health", "type": "http_slo", "args": {"url": "/health", "requests": 5, "max_error_rate": 0}}
+    last = {"stage": "s1", "gates": [slo, gate], "app_port": port, "target": "localhost",
+            "changed_hosts": ["localhost", "127.0.0.1"], "unchanged_hosts": []}
+    # the earlier batches judged the canary: after the last, only the other gates are measured
+    several = ansible_adhoc("rollout_gates", dict(last, gated_batches=2))
+    assert several.get("failed") is not True and several["passed"] is True, several.get("msg")
+    assert list(several["gates"]) == ["health"]
+    # one batch changing every host: the canary was never judged, and the record says so
+    single = ansible_adhoc("rollout_gates", dict(last, gated_batches=1))
+    assert single.get("failed") is True and single["gates"]["canary"]["inconclusive"] is True
+    assert single["gates"]["health"]["passed"] is True

@@ -1,8 +1,9 @@
 """prometheus_check against a real Prometheus (Debian's binary, started on loopback behind basic
 auth) that scrapes, every second, a /metrics page this test serves and changes: thresholds per
 series, max_series, no series and NaN (inconclusive), a query Prometheus refuses and a range vector
-(failed), wrong credentials and no server (inconclusive, the password never printed), and the gate
-measured by rollout_gates as a plan's gate type."""
+(failed), range queries (every sample judged: a peak inside the range fails, an empty range is
+inconclusive), wrong credentials and no server (inconclusive, the password never printed), and the
+gate measured by rollout_gates as a plan's gate type."""
 from __future__ import annotations
 
 import shutil
@@ -124,13 +125,64 @@ def test_no_series_and_nan_are_inconclusive_never_a_pass(prom):
 
 
 @pytest.mark.parametrize("query, words", [
-    ("sum(gr_test_errors", "Prometheus refused the query (bad_data)"),
+    ("sum(gr_test_errors", "Prometheus refused the query 'sum(gr_test_errors' (bad_data): "),
     ("gr_test_latency_seconds[1m]", "range vector"),
 ])
 def test_a_query_that_cannot_be_judged_fails_with_the_reason(prom, query, words):
     res = run_module("prometheus_check", args(prom, query=query, max_value=1))
     assert res.get("failed") is True and res["inconclusive"] is False
     assert words in res["msg"]
+
+
+def test_a_range_query_judges_every_series_over_the_range(prom):
+    # another test may have raised /slow to 3.4 within the range: max_value 5 passes either way
+    res = run_module("prometheus_check", args(prom, query="gr_test_latency_seconds", range="20s", step="1s",
+                                              max_value=5, min_value=0.1))
+    assert res["rc"] == 0 and res["gate"]["passed"] is True, res.get("msg")
+    assert res["url"].endswith("/api/v1/query_range") and res["step"] == 1
+    assert res["end"] - res["start"] == pytest.approx(20, abs=0.01)
+    assert [s["labels"]["route"] for s in res["series"]] == ["/fast", "/slow"]
+    slow = res["series"][1]
+    assert slow["high"] in (0.9, 3.4) and slow["value"] == 0.9 and slow["samples"] > 1
+    assert res["max"] == slow["high"] and res["min"] == 0.2
+
+
+def test_a_peak_inside_the_range_fails_though_the_last_value_is_back_under_the_threshold(prom):
+    with LOCK:
+        PAGE["latency"]["/slow"] = 3.4
+    try:
+        wait_value(prom, 'gr_test_latency_seconds{route="/slow"}', 3.4)
+        time.sleep(2)
+    finally:
+        with LOCK:
+            PAGE["latency"]["/slow"] = 0.9
+        wait_value(prom, 'gr_test_latency_seconds{route="/slow"}', 0.9)
+    # the instant query sees only the value now, which passes
+    now = run_module("prometheus_check", args(prom, query="gr_test_latency_seconds", max_value=3))
+    assert now["rc"] == 0 and now["gate"]["passed"] is True, now.get("msg")
+    res = run_module("prometheus_check", args(prom, query="gr_test_latency_seconds", range="1m", step="1s",
+                                              max_value=3))
+    assert res.get("failed") is True and res["inconclusive"] is False
+    assert 'peak of gr_test_latency_seconds{instance="127.0.0.1:' in res["msg"]
+    assert 'route="/slow"} in the range (at ' in res["msg"] and ") 3.4 exceeds max_value 3" in res["msg"]
+    assert 'route="/fast"' not in res["msg"]
+    slow = res["series"][1]
+    assert slow["labels"]["route"] == "/slow" and slow["high"] == 3.4 and slow["value"] == 0.9
+
+
+def test_a_range_without_data_is_inconclusive(prom):
+    res = run_module("prometheus_check", args(prom, query="gr_test_not_scraped", range="5m", max_value=1))
+    assert res.get("failed") is True and res["inconclusive"] is True and res["series_count"] == 0
+    assert "returned 0 series, min_series is 1" in res["msg"]
+
+
+@pytest.mark.parametrize("query", ["sum(gr_test_errors", "gr_test_latency_seconds[1m]"])
+def test_a_range_query_prometheus_refuses_fails_naming_the_query_and_its_message(prom, query):
+    res = run_module("prometheus_check", args(prom, query=query, range="5m", max_value=1))
+    assert res.get("failed") is True and res["inconclusive"] is False and res["status"] == 400
+    assert ("Prometheus refused the query %r (bad_data): " % query) in res["msg"]
+    # Prometheus' own words follow
+    assert len(res["msg"].split("(bad_data): ", 1)[1]) > 10, res["msg"]
 
 
 def test_refused_credentials_and_no_server_are_inconclusive_and_the_password_is_not_printed(prom):

@@ -10,7 +10,7 @@ import yaml
 from ansible_collections.gradual.rollout.plugins.modules import log_check
 
 ROOT = Path(__file__).resolve().parents[2]
-SET_BY_THE_ROLLOUT = {"since_offset", "since_inode", "position_only"}
+SET_BY_THE_ROLLOUT = {"since_offset", "since_inode", "since_cursor", "position_only"}
 
 
 def test_every_log_check_option_reaches_the_module():
@@ -18,5 +18,5 @@ def test_every_log_check_option_reaches_the_module():
     passed = set(task["gradual.rollout.log_check"])
     options = set(log_check.argument_spec())
     assert passed == options - {"position_only"}
-    for name in options - SET_BY_THE_ROLLOUT - {"path"}:
+    for name in options - SET_BY_THE_ROLLOUT:
         assert task["gradual.rollout.log_check"][name] == "{{ item.1.args.%s | default(omit) }}" % name

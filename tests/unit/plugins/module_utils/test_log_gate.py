@@ -156,3 +156,70 @@ def test_bad_rules_are_refused_naming_them(patterns, extract, words):
     with pytest.raises(G.GateInputError) as err:
         L.compile_rules(patterns, extract)
     assert words in str(err.value)
+
+
+# journald: the command, the bounded reader of its JSON output, the position
+
+
+def entry(message, cursor, usec=1767254400000000, **more):
+    import json
+    return (json.dumps(dict({"MESSAGE": message, "__CURSOR": cursor, "__REALTIME_TIMESTAMP": str(usec)}, **more))
+            + "\n").encode()
+
+
+def test_the_journal_is_read_after_the_cursor_else_since_the_time_else_from_its_start():
+    since = datetime.datetime(2026, 1, 1, 8, 0, tzinfo=datetime.timezone.utc)
+    base = ["/bin/journalctl", "--no-pager", "--quiet", "--output=json", "--unit=app.service"]
+    assert L.journal_command("/bin/journalctl", "app.service", "s=abc;i=2", since) == base + ["--after-cursor=s=abc;i=2"]
+    assert L.journal_command("/bin/journalctl", "app.service", None, since) == base + ["--since=@1767254400"]
+    assert L.journal_command("/bin/journalctl", "app.service") == base
+    assert L.journal_position_command("/bin/journalctl", "app.service") == base + ["--lines=1"]
+
+
+def test_the_position_of_a_log_is_kept_under_its_path_or_its_unit():
+    assert L.source_key("/var/log/app.log", None) == "/var/log/app.log"
+    assert L.source_key(None, "app.service") == "journald:app.service"
+
+
+def test_journal_entries_are_matched_and_the_last_cursor_is_the_next_position():
+    import io
+    stream = io.BytesIO(entry("GET / 200", "c1") + entry("ERROR boom", "c2")
+                        + entry([69, 82, 82, 79, 82, 32, 0xff], "c3") + entry(None, "c4"))
+    rules = L.compile_rules([{"name": "errors", "regex": "ERROR", "max_count": 0}], [])
+    matcher = L.Matcher(*rules)
+    done = L.read_journal(stream, 1 << 20, matcher)
+    assert done["cursor"] == "c4" and done["entries"] == 4 and done["truncated"] is False
+    figures = matcher.figures()
+    # a binary MESSAGE (a list of bytes) is decoded too
+    assert figures["lines"] == 4 and figures["patterns"]["errors"]["count"] == 2
+
+
+def test_the_journal_read_stops_at_max_bytes_and_resumes_at_the_entry_cut():
+    import io
+    data = entry("one", "c1") + entry("two", "c2") + entry("three", "c3")
+    lines = []
+    done = L.read_journal(io.BytesIO(data), len(entry("one", "c1")) + 5, lambda line, when: lines.append(line), chunk=7)
+    assert lines == ["one"] and done["cursor"] == "c1" and done["truncated"] is True
+    # exactly at the end of the output is not truncated
+    done = L.read_journal(io.BytesIO(data), len(data), lambda line, when: None)
+    assert done["cursor"] == "c3" and done["truncated"] is False and done["bytes_read"] == len(data)
+
+
+def test_journal_entries_before_since_time_are_skipped_by_their_own_time():
+    import io
+    since = datetime.datetime(2026, 1, 1, 0, 0, 30, tzinfo=datetime.timezone.utc)
+    t0 = 1767225600000000  # 2026-01-01T00:00:00Z in microseconds
+    stream = io.BytesIO(entry("ERROR old", "c1", t0) + entry("ERROR new", "c2", t0 + 60_000_000)
+                        + b"-- not json --\n")
+    matcher = L.Matcher(*L.compile_rules([{"name": "errors", "regex": "ERROR"}], []), since=since)
+    done = L.read_journal(stream, 1 << 20, matcher)
+    figures = matcher.figures()
+    assert done["cursor"] == "c2" and done["entries"] == 2
+    assert figures["lines"] == 1 and figures["lines_before_since_time"] == 1
+    assert figures["patterns"]["errors"]["first"] == "ERROR new"
+
+
+def test_no_journal_entry_is_inconclusive_naming_the_cursor():
+    figures = {"lines": 0, "patterns": {}, "extractors": {}, "cursor": "c9"}
+    gate = L.judge([], [], figures, False, None)
+    assert gate["inconclusive"] and "no entry since the cursor" in gate["reason"]

@@ -127,3 +127,32 @@ def test_the_next_log_reading_starts_where_the_last_one_ended():
                "_snapshot": {"app1": {}}}
     assert RG.positions_of(figures) == {"app1": {"/var/log/app/app.log": {"offset": 90, "inode": 7},
                                                  "/var/log/app/error.log": {"offset": 40, "inode": 7}}}
+
+
+def test_a_journald_log_reading_is_resumed_from_its_cursor():
+    result = {"gate": {"passed": True, "inconclusive": False, "reason": "passed"}, "path": None,
+              "journal_unit": "app.service", "source": "journald:app.service", "cursor": "s=1;i=9",
+              "offset": None, "inode": None, "lines": 3, "position": {"cursor": "s=1;i=9"}}
+    figures = {"unit_errors": RG.host_gate_record("unit_errors", "log_check", {"app1": result}).as_dict()}
+    assert RG.positions_of(figures) == {"app1": {"journald:app.service": {"cursor": "s=1;i=9"}}}
+
+
+CANARY = {"name": "canary", "type": "canary_compare", "args": {"url": "/health"}}
+SLO = {"name": "api", "type": "http_slo", "args": {"url": "/health"}}
+
+
+def test_the_canary_gate_is_measured_while_hosts_are_left_unchanged():
+    assert RG.gates_to_measure([SLO, CANARY], ["app1"], ["app2", "app3"], gated_batches=3) == [SLO, CANARY]
+
+
+def test_after_the_last_of_several_batches_the_canary_gate_is_left_out():
+    assert RG.gates_to_measure([SLO, CANARY], ["app1", "app2", "app3"], [], gated_batches=3) == [SLO]
+    assert RG.gates_to_measure([CANARY], ["app1", "app2"], [], gated_batches=2) == []
+
+
+def test_a_single_batch_stage_keeps_the_canary_gate_to_say_it_could_not_judge():
+    assert RG.gates_to_measure([SLO, CANARY], ["app1", "app2"], [], gated_batches=1) == [SLO, CANARY]
+
+
+def test_a_watch_has_no_changed_hosts_and_keeps_its_gates():
+    assert RG.gates_to_measure([SLO, CANARY], [], [], gated_batches=3) == [SLO, CANARY]
