@@ -413,3 +413,20 @@ def test_a_standby_rebuilt_from_the_repository_replays_the_archive(host, full_ba
     assert f"backup_standby_path={primary_data} is the data of a running cluster (postmaster.pid)" in output(res), (
         output(res)[-3000:])
     assert psql(host, "select pg_is_in_recovery()") == "f"
+
+
+def test_a_target_before_the_first_drill(host, full_backup):
+    """A target older than the marker table (the first drill of a cluster, to a past time): the
+    restored cluster has no marker table, which is no marker missing, not a failure."""
+    psql(host, "alter table if exists gradual_restore_drill_marker rename to gradual_restore_drill_marker_kept")
+    try:
+        time.sleep(1.5)
+        target = psql(host, "select clock_timestamp()::text")
+        time.sleep(1.5)
+        res = playbook("restore_drill.yml", "backup_drill_method=pgbackrest", f"backup_drill_target_time='{target}'")
+        out = output(res)
+        assert res.returncode == 0, out[-4000:]
+        assert "0 marker(s) before the target, 1 after; markers as expected" in out, out[-3000:]
+    finally:
+        psql(host, "drop table if exists gradual_restore_drill_marker")
+        psql(host, "alter table if exists gradual_restore_drill_marker_kept rename to gradual_restore_drill_marker")
