@@ -39,7 +39,7 @@ def main() -> None:
     if pid in ("", "0"):
         raise SystemExit("prometheus is not running on %s" % HOST)
     config = sh("grep -c 'job_name' /etc/prometheus/prometheus.yml")
-    cpu0, _ = reading(pid)
+    cpu0 = reading(pid)[0]
     start = time.monotonic()
     rss = []
     while time.monotonic() - start < SECONDS:

@@ -82,8 +82,8 @@ def prometheus_queries(password: str) -> float:
 def vault_value(name: str) -> str:
     out = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-vault"), "view", "--vault-password-file",
                           str(ROOT / ".lab" / "vault-pass"), str(ROOT / "inventories/lab/group_vars/all/vault.yml")],
-                         capture_output=True, text=True, check=True, env={k: v for k, v in os.environ.items()
-                                                                         if not k.startswith("ANSIBLE_")})
+                         capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")})
     for line in out.stdout.splitlines():
         if line.startswith(name + ":"):
             return line.split(":", 1)[1].strip().strip('"')
@@ -178,7 +178,7 @@ def main() -> None:
         first = playbook("-e", plan)
         if first.returncode != 0:
             raise SystemExit("the watched stage did not pass:\n" + first.stdout[-3000:])
-        watches = [one_watch(plan, password) for _ in range(WATCH_RUNS)]
+        watches = [one_watch(plan, password) for _run in range(WATCH_RUNS)]
         trials = [regression_trial(plan, phase) for phase in PHASES]
         playbook("-e", plan, "-e", "rollout_action=reset")
     subprocess.run([LAB_RUN, "ansible-playbook", "playbooks/rollback.yml", "-e",

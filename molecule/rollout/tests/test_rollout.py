@@ -148,8 +148,8 @@ def test_the_next_stage_waited_for_a_passed_watch_of_the_watched_stage():
                  "SELECT coalesce(json_agg(w ORDER BY w.id), '[]') FROM gradual.rollout_watch w "
                  "JOIN gradual.rollout_state s ON s.id = w.state_id WHERE w.plan = '%s'" % PLAN)
     watches = json.loads(out)
-    assert [(w["stage"], w["verdict"]) for w in watches] == [("w1d4_daily_rewards", "passed"),
-                                                              ("w1d5_all_p1b", "passed")], watches
+    seen = [(w["stage"], w["verdict"]) for w in watches]
+    assert seen == [("w1d4_daily_rewards", "passed"), ("w1d5_all_p1b", "passed")], watches
     gates = watches[0]["gates"]
     for name in ("api_slo", "public_path", "daily_rewards_job", "error_log", "error_rate", "alerts"):
         assert gates[name]["passed"], gates[name]
@@ -322,7 +322,7 @@ def test_prometheus_down_during_a_watch_holds_the_next_stage_until_a_watch_passe
 
 def median_ms(url: str, n: int = 30) -> float:
     times = []
-    for _ in range(n):
+    for _request in range(n):
         start = time.perf_counter()
         get(url)
         times.append((time.perf_counter() - start) * 1000)

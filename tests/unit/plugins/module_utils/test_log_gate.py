@@ -112,14 +112,14 @@ def test_judge_no_line_is_inconclusive_never_a_pass():
 
 
 def test_judge_empty_ok_passes_a_silent_error_log_but_not_a_missing_number():
-    patterns, _ = rules(patterns=[{"name": "errors", "regex": "ERROR", "max_count": 0}])
+    patterns = rules(patterns=[{"name": "errors", "regex": "ERROR", "max_count": 0}])[0]
     gate = L.judge(patterns, [], L.Matcher(patterns, []).figures(), False, None, empty_ok=True)
     assert gate["passed"] is True and not gate["inconclusive"], gate
     m = L.Matcher(patterns, [])
     m("2026-12-07T20:15:06Z ERROR app[1] boom")
     gate = L.judge(patterns, [], m.figures(), False, None, empty_ok=True)
     assert gate["passed"] is False and gate["failures"] == ["errors count 1 exceeds max_count 0"]
-    _, extractors = rules(extract=[{"name": "q", "regex": r"Query count: (\d+)", "max_value": 3}])
+    extractors = rules(extract=[{"name": "q", "regex": r"Query count: (\d+)", "max_value": 3}])[1]
     gate = L.judge([], extractors, L.Matcher([], extractors).figures(), False, None, empty_ok=True)
     assert gate["inconclusive"] and "fewer than min_count 1" in gate["reason"], gate
 
