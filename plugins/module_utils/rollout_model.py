@@ -32,6 +32,8 @@ from ansible_collections.gradual.rollout.plugins.module_utils.migration.options 
     ladder_problems,
     stage_options,
 )
+from ansible_collections.gradual.rollout.plugins.module_utils import log_gate, sql_gate
+from ansible_collections.gradual.rollout.plugins.module_utils.gates import GateInputError
 from ansible_collections.gradual.rollout.plugins.module_utils.rollout_gates import (
     COMPARE_GATES,
     GATE_TYPES,
@@ -437,6 +439,8 @@ def _gate_problems(where: str, gates: list, names: set, watch: bool = False) -> 
                 problems += _url_problems(gwhere + part, args)
         if gate.type in HOST_GATES:
             problems += _host_gate_problems(gwhere, gate.args or {})
+        if gate.type == "sql_check":
+            problems += _sql_gate_problems(gwhere, gate.args or {})
         if gate.type in COMPARE_GATES:
             problems += _compare_gate_problems(gwhere, gate.args or {}, watch)
     return problems
@@ -462,16 +466,44 @@ def _compare_gate_problems(where: str, args: dict, watch: bool) -> list:
 
 
 def _host_gate_problems(where: str, args: dict) -> list:
-    """A log gate reads a file on each app host from where the rollout last left it."""
+    """A log gate reads a file (or a journald unit) on each app host from where the rollout last
+    left it; its regexes compile before anything changes."""
     problems = []
-    if not isinstance(args.get("path"), str) or not args["path"].startswith("/"):
-        problems.append("%s: args.path %r must be the absolute path of the log on the app hosts"
-                        % (where, args.get("path")))
-    for key in ("since_offset", "since_inode", "position_only"):
+    path, unit = args.get("path"), args.get("journal_unit")
+    if unit is not None and path is not None:
+        problems.append("%s: give args.path (a log file) or args.journal_unit (a journald unit), not both" % where)
+    elif unit is not None:
+        if not isinstance(unit, str) or not unit.strip():
+            problems.append("%s: args.journal_unit %r must be the name of a systemd unit" % (where, unit))
+    elif not isinstance(path, str) or not path.startswith("/"):
+        problems.append("%s: args.path %r must be the absolute path of the log on the app hosts "
+                        "(or give args.journal_unit)" % (where, path))
+    for key in ("since_offset", "since_inode", "since_cursor", "position_only"):
         if key in args:
             problems.append("%s: args.%s is set by the rollout (the stage's start, then each watch's end); "
                             "remove it" % (where, key))
+    patterns, extract = args.get("patterns") or [], args.get("extract") or []
+    if not (isinstance(patterns, list) and isinstance(extract, list)
+            and all(isinstance(rule, dict) for rule in patterns + extract)):
+        problems.append("%s: args.patterns and args.extract must be lists of {name, regex, ...}" % where)
+    else:
+        try:
+            log_gate.compile_rules(patterns, extract)
+        except (GateInputError, KeyError) as exc:
+            problems.append("%s: %s" % (where, exc if isinstance(exc, GateInputError) else "a rule without regex"))
     return problems
+
+
+def _sql_gate_problems(where: str, args: dict) -> list:
+    """The query of a sql_check gate is one read-only SELECT, parsed by PostgreSQL's own parser
+    (pglast) before anything changes."""
+    if args.get("mode") not in ("query", "explain") or not sql_gate.HAS_PGLAST:
+        return []
+    try:
+        sql_gate.check_select(args.get("query"), "args.query")
+    except sql_gate.SqlRefused as exc:
+        return ["%s: %s" % (where, exc)]
+    return []
 
 
 def _semantic_problems(plan: Plan) -> list:

@@ -347,3 +347,30 @@ def test_log_gates_read_each_host_from_the_stage_start_and_a_watch_from_the_last
     assert "watch of stage one failed: jobs: fake-app: " in out and "10001" in out, out[-3000:]
     assert statuses(postgres, pg_db) == "one=rolled_back" and watches(postgres, pg_db) == "one=passed one=failed"
     assert flags.read_text() == before
+
+
+def test_a_query_prometheus_refuses_stops_the_stage_before_anything_changes(tmp_path, postgres, pg_db, app_host):
+    """Bad PromQL in a watch gate: the stage's pre-flight sends the query to a real Prometheus, which
+    refuses it; the play stops naming the query, before the first batch (the flags file as it was)."""
+    import shutil
+
+    import services
+
+    extra, flags = app_host
+    base = services.tempbase("prom-preflight")
+    server = services.Prometheus(base, "127.0.0.1:9").start()
+    try:
+        bad = {"name": "errors", "type": "prometheus_check", "args": {
+            "url": server.url, "url_username": server.user, "url_password": server.password,
+            "query": "sum(rate(http_requests_total[5m]", "max_value": 0}}
+        before = flags.read_text()
+        proc = run(tmp_path, postgres, pg_db, watch_plan(HEALTH, bad), *extra)
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    assert proc.returncode != 0
+    assert "Prometheus refused the query 'sum(rate(http_requests_total[5m]'" in proc.stdout, proc.stdout[-3000:]
+    assert "Pre-flight, Prometheus accepts the queries" in proc.stdout
+    assert flags.read_text() == before
+    assert "batch" not in statuses(postgres, pg_db)
+

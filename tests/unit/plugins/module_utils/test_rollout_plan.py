@@ -358,12 +358,40 @@ def test_a_stage_may_gate_on_sql_check_and_on_its_hosts_logs():
     ({}, "args.path None must be the absolute path"),
     ({"path": "/var/log/a.log", "since_offset": 0}, "args.since_offset is set by the rollout"),
     ({"path": "/var/log/a.log", "position_only": True}, "args.position_only is set by the rollout"),
+    ({"journal_unit": "app.service", "since_cursor": "s=1"}, "args.since_cursor is set by the rollout"),
+    ({"journal_unit": "app.service", "path": "/var/log/a.log"}, "give args.path (a log file) or "
+                                                                "args.journal_unit (a journald unit), not both"),
+    ({"path": "/var/log/a.log", "extract": [{"name": "q", "regex": "Query count: (\\d+"}]},
+     "extract q: regex 'Query count: ("),
+    ({"path": "/var/log/a.log", "extract": [{"name": "q", "regex": "Query count: \\d+"}]}, "extract q: regex"),
+    ({"path": "/var/log/a.log", "patterns": "ERROR"}, "args.patterns and args.extract must be lists"),
 ])
 def test_a_log_gate_names_its_bad_arguments(args, expected):
     plan = good_plan()
     plan["stages"][0]["watch"] = {"gates": [{"name": "jobs", "type": "log_check", "args": args}]}
     problems = plan_problems(plan)
     assert any(p.startswith("stage 'one' watch gate 'jobs': " + expected) for p in problems), problems
+
+
+def test_a_journald_log_gate_is_a_good_gate():
+    plan = good_plan()
+    plan["stages"][0]["watch"] = {"gates": [{"name": "jobs", "type": "log_check", "args": {
+        "journal_unit": "app.service", "patterns": [{"name": "errors", "regex": "ERROR", "max_count": 0}]}}]}
+    assert plan_problems(plan) == []
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("DELETE FROM orders", "args.query 'DELETE FROM orders' is a DELETE statement, not a SELECT"),
+    ("SELECT 1; SELECT 2", "holds 2 statements"),
+    ("SELEC 1", "does not parse"),
+    ("WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d", "contains a data-modifying DELETE"),
+])
+def test_a_sql_gate_query_that_is_not_one_read_only_select_is_refused_before_anything_runs(query, expected):
+    plan = good_plan()
+    plan["stages"][0]["gates"].append({"name": "plan", "type": "sql_check", "args": {
+        "login_host": "db-replica.internal", "mode": "explain", "query": query}})
+    problems = plan_problems(plan)
+    assert any(p.startswith("stage 'one' gate 'plan': ") and expected in p for p in problems), problems
 
 
 # --- the watch of a passed stage through its bake --------------------------------------------------
