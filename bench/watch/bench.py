@@ -45,12 +45,14 @@ def plan_file(directory: Path) -> str:
              {"name": "error_rate", "type": "prometheus_check", "args": "{{ rollout_gate_error_rate }}"},
              {"name": "alerts", "type": "prometheus_check", "args": "{{ rollout_gate_alerts }}"}]
     slo = {"name": "api_slo", "type": "http_slo", "args": "{{ rollout_gate_slo }}"}
-    plan = {"rollout_plan": {"name": PLAN, "baseline": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "100"}, "stages": [
+    plan = {"rollout_plan": {"name": PLAN, "stages": [
         {"name": "watched", "bake_hours": 0, "serial": ["100%"],
-         "actions": {"flags": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "200"}}, "gates": [slo],
+         "actions": {"flags": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "200", "USE_OPTIMIZED_DAILY_REWARDS": "true"}},
+         "gates": [slo],
          "watch": {"max_age_hours": 6, "gates": gates}},
         {"name": "after", "bake_hours": 0, "serial": ["100%"],
-         "actions": {"flags": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "100"}}, "gates": [slo]}]}}
+         "actions": {"flags": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "100"}}, "gates": [slo]}],
+        "baseline": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "100", "USE_OPTIMIZED_DAILY_REWARDS": "false"}}}
     path = directory / "plan.json"
     path.write_text(json.dumps(plan), encoding="utf-8")
     return "@%s" % path
@@ -206,8 +208,6 @@ def main() -> None:
         watches = [one_watch(plan, password) for _run in range(WATCH_RUNS)]
         trials = [regression_trial(plan, phase) for phase in PHASES]
         playbook("-e", plan, "-e", "rollout_action=reset")
-    subprocess.run([LAB_RUN, "ansible-playbook", "playbooks/rollback.yml", "-e",
-                    "rollback_reason='bench/watch: back to the baseline'"], cwd=ROOT, capture_output=True, check=False)
     walls = [w["wall_s"] for w in watches]
     times = [t["log_to_rolled_back_s"] for t in trials]
     result = {

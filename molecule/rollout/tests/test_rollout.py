@@ -195,16 +195,19 @@ SLO = {"name": "api_slo", "type": "http_slo", "args": "{{ rollout_gate_slo }}"}
 def plan_file(tmp_path, name: str, stages: list) -> str:
     path = tmp_path / ("%s.json" % name)
     path.write_text(json.dumps({"rollout_plan": {
-        "name": name, "baseline": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "100"}, "stages": stages}}), encoding="utf-8")
+        "name": name, "baseline": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "100", "USE_OPTIMIZED_DAILY_REWARDS": "false"},
+        "stages": stages}}), encoding="utf-8")
     return "@%s" % path
 
 
 def watch_plan(tmp_path) -> str:
-    """Seed 003's "check every 4 hours" on a flag of its own: the first stage is watched on the
-    app's job log, its error log and Prometheus; the second is due only after a passed watch."""
+    """Seed 003's "check every 4 hours" on a flag of its own (and the daily job's optimisation, on
+    whatever the lab's flags were): the first stage is watched on the app's job log, its error log
+    and Prometheus; the second is due only after a passed watch."""
     return plan_file(tmp_path, "lab-watch", [
         {"name": "batch_size", "bake_hours": 0, "serial": ["100%"],
-         "actions": {"flags": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "200"}}, "gates": [SLO],
+         "actions": {"flags": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "200", "USE_OPTIMIZED_DAILY_REWARDS": "true"}},
+         "gates": [SLO],
          "watch": {"max_age_hours": 6, "gates": WATCH_GATES}},
         {"name": "batch_size_back", "bake_hours": 0, "serial": ["100%"],
          "actions": {"flags": {"BADGE_AUTO_UNLOCK_BATCH_SIZE": "100"}}, "gates": [SLO]},
