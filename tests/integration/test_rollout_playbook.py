@@ -371,6 +371,7 @@ def test_a_query_prometheus_refuses_stops_the_stage_before_anything_changes(tmp_
     assert proc.returncode != 0
     assert "Prometheus refused the query 'sum(rate(http_requests_total[5m]'" in proc.stdout, proc.stdout[-3000:]
     assert "Pre-flight, Prometheus accepts the queries" in proc.stdout
+    assert services.Prometheus.password not in proc.stdout   # the gate's url_password is never printed
     assert flags.read_text() == before
     assert "batch" not in statuses(postgres, pg_db)
 
