@@ -374,4 +374,3 @@ def test_a_query_prometheus_refuses_stops_the_stage_before_anything_changes(tmp_
     assert services.Prometheus.password not in proc.stdout   # the gate's url_password is never printed
     assert flags.read_text() == before
     assert "batch" not in statuses(postgres, pg_db)
-
