@@ -145,8 +145,10 @@ attributes:
     description: A unified diff of each file whose content changes (or would, by a restore).
     support: full
 notes:
-  - The content travels as a module argument; it is marked C(no_log) so that it is not written to
-    the remote syslog nor echoed in the invocation. C(--diff) shows a unified diff of each changed
+  - The content travels as a module argument; it is marked C(no_log) so that it is not echoed in
+    the invocation. Ansible's own line in the remote syslog or journal ("Invoked with ...") masks a
+    no_log value of a list element only when it is one line long, so a task whose content holds a
+    secret needs C(no_log) on the task itself, which keeps that line from being written at all. C(--diff) shows a unified diff of each changed
     file, as M(ansible.builtin.template) would (a line equal to the whole content of a one-line
     file shows masked).
   - A restore carries no content in its arguments, only paths, but its diff shows the content put
