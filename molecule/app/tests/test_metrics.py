@@ -3,7 +3,7 @@ release 1.0.0 with the Redis cache on. Under PM2 each scrape is answered by one 
 (round robin), so every figure checked is one that worker has seen after a few requests."""
 from __future__ import annotations
 
-import re
+from metrics_text import series
 
 testinfra_hosts = ["docker://gr-app-pm2", "docker://gr-app-systemd"]
 
@@ -18,14 +18,8 @@ SCRAPE = (
 
 def sample(text: str, name: str, **labels) -> float | None:
     """Value of the series NAME{labels} (labels in any order), or None."""
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            return float(m.group(3))
-    return None
+    values = series(text, name, **labels)
+    return values[0] if values else None
 
 
 def test_metrics_after_a_few_requests(host):

@@ -3,9 +3,9 @@ of the app's database from SHOW POOLS, a stats user that reads SHOW commands onl
 root-only files and never in Ansible's output."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from metrics_text import series
 from molecule_check import run_playbook
 
 SCENARIO = Path(__file__).resolve().parents[1]
@@ -20,18 +20,6 @@ def scrape(host, port):
     url = f"http://{addr}:{port}/metrics"
     return host.check_output(
         f"python3 -c \"import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('{url}', timeout=5).read().decode())\"")
-
-
-def series(text, name, **labels):
-    found = []
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            found.append(float(m.group(3)))
-    return found
 
 
 def console(host, user, password, sql, db="pgbouncer"):

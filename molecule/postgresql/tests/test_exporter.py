@@ -3,10 +3,10 @@ from both, its login a member of pg_monitor only, its password in a root-only fi
 to the allowed source (the primary's address) only."""
 from __future__ import annotations
 
-import re
 import time
 
 import testinfra
+from metrics_text import series
 
 PRIMARY = testinfra.get_host("docker://gr-postgresql-primary")
 REPLICA = testinfra.get_host("docker://gr-postgresql-replica")
@@ -24,19 +24,6 @@ def scrape(from_host, target_host, timeout=5):
     return from_host.run(
         f"python3 -c \"import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('{url}', timeout={timeout}).read().decode())\""
     )
-
-
-def series(text, name, **labels):
-    """Values of the samples of NAME whose labels include LABELS."""
-    found = []
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            found.append(float(m.group(3)))
-    return found
 
 
 def test_primary_and_replica_series():
